@@ -1,0 +1,410 @@
+"""The `expertkit` command: a thin Typer app that parses, calls the library and renders with Rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from expertkit.config import overrides_from_pairs
+from expertkit.errors import ExpertkitError
+from expertkit.workspace import Workspace, init_workspace, open_workspace
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    help="Make a small language model an expert in your domain: RAG, LoRA/QLoRA, and measured advice.",
+)
+eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer quality.")
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="workspace folder [default: $EXPERTKIT_WORKSPACE or the nearest folder upwards with expertkit.toml]",
+        show_default=False,
+    ),
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a setting, e.g. --set search.k=20")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="tag (repeatable)")]
+
+
+def _open(workspace: Path | None, sets: list[str] | None, extra: dict | None = None, create: bool = False) -> Workspace:
+    overrides = overrides_from_pairs(sets or [])
+    for section, values in (extra or {}).items():
+        overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    return open_workspace(workspace, overrides, create=create)
+
+
+def _display_path(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("../..") else path
+    except ValueError:
+        return path
+
+
+def _embedder(ws: Workspace):
+    from expertkit.models.embedder import Embedder
+
+    e = ws.settings.embed
+    return Embedder(e.model, e.batch_size, e.dtype)
+
+
+# -- init ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="folder to make a workspace")] = Path(".")) -> None:
+    """Create a workspace: a folder with a commented expertkit.toml."""
+    existed = (directory / "expertkit.toml").exists()
+    config = init_workspace(directory)
+    console.print(f"{'Kept existing' if existed else 'Wrote'} {config}")
+
+
+# -- ingest -------------------------------------------------------------------------------------------
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        chunks = task.fields.get("chunks", 0)
+        elapsed = task.elapsed or 0
+        rate = chunks / elapsed if elapsed > 0 else 0.0
+        return Text(f"{chunks} chunks · {rate:,.0f} chunks/s", style="cyan")
+
+
+class _RichSyncProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+
+    def start(self, files: int) -> None:
+        self.task = self.progress.add_task("ingest", total=files, chunks=0)
+
+    def advance(self, files: int = 0, chunks: int = 0) -> None:
+        task = self.progress.tasks[self.task]
+        self.progress.update(self.task, advance=files, chunks=task.fields["chunks"] + chunks)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (recursively)")],
+    tag: TagOpt = None,
+    prune: Annotated[bool, typer.Option(help="drop indexed files under PATHS that no longer exist")] = False,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Ingest files incrementally: unchanged files are skipped, changed files replaced, one transaction each."""
+    from expertkit.ingest.sync import Ingestor
+
+    ws = _open(workspace, set_, create=workspace is not None and not (workspace / "expertkit.toml").exists())
+    index = ws.open_index(create=True)
+    s = ws.settings.ingest
+    ingestor = Ingestor(index, _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        report = ingestor.sync(paths, tags=tag or [], prune=prune, progress=_RichSyncProgress(progress))
+    index.close()
+    counts = {s: report.count(s) for s in ("added", "updated", "retagged", "unchanged", "removed", "skipped", "failed")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    work = report.seconds - report.load_seconds
+    rate = report.embedded / work if work > 0 else 0
+    console.print(
+        f"{summary or 'nothing to do'} · {report.embedded} chunks embedded, {report.reused} reused"
+        f" · {report.seconds:.1f}s ({rate:,.0f} chunks/s after {report.load_seconds:.1f}s model load)"
+    )
+    for r in report.results:
+        if r.status == "skipped":
+            console.print(f"[dim]skipped {escape(_display_path(r.path))}: {r.reason}[/dim]")
+    for r in report.failed:
+        if r.status == "failed":
+            console.print(f"[red]failed[/red] {escape(_display_path(r.path))}: {escape(r.reason)}")
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/yellow] {escape(_display_path(r.path))}: {escape(w)}")
+    if report.interrupted:
+        console.print(
+            "[yellow]interrupted[/yellow]: files committed so far are complete; run the same command to finish"
+        )
+        raise typer.Exit(130)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders to drop from the index")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Drop the chunks of files (or of every file under folders) from the index."""
+    from expertkit.ingest.sync import remove as remove_sources
+
+    ws = _open(workspace, None)
+    index = ws.open_index()
+    results = remove_sources(index, paths)
+    index.close()
+    for r in results:
+        console.print(f"removed {escape(_display_path(r.path))} ({r.chunks} chunks)")
+    if not results:
+        console.print("nothing indexed under " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """Documents, chunks, tags, index size, and when each source was last synced."""
+    ws = _open(workspace, None)
+    index = ws.open_index()
+    st, sources = index.stats(), index.sources()
+    index.close()
+    if json_:
+        print(
+            json.dumps(
+                {
+                    "workspace": str(ws.root),
+                    "documents": st.documents,
+                    "chunks": st.chunks,
+                    "tags": st.tags,
+                    "file_types": st.file_types,
+                    "index_bytes": st.size_bytes,
+                    "embedder": st.embedder,
+                    "sources": [
+                        {
+                            "path": s.path,
+                            "chunks": s.n_chunks,
+                            "tags": list(s.tags),
+                            "synced_at": s.synced_at,
+                            "warnings": list(s.warnings),
+                        }
+                        for s in sources
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    console.print(
+        f"[bold]{ws.root}[/bold]: {st.documents} documents, {st.chunks} chunks, "
+        f"index {st.size_bytes / 2**20:.1f} MB, embedder {st.embedder} ({st.dim}-d)"
+    )
+    if st.tags:
+        console.print("tags: " + ", ".join(f"{t} ({n})" for t, n in st.tags.items()))
+    console.print("types: " + ", ".join(f"{t} ({n})" for t, n in st.file_types.items()))
+    table = Table("source", "type", "chunks", "tags", "last synced")
+    for s in sources[:200]:
+        table.add_row(
+            escape(_display_path(s.path)),
+            s.file_type,
+            str(s.n_chunks),
+            ", ".join(s.tags),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.synced_at)),
+        )
+    console.print(table)
+    if len(sources) > 200:
+        console.print(f"… and {len(sources) - 200} more (use --json for all)")
+
+
+# -- search -------------------------------------------------------------------------------------------
+
+
+def snippet(text: str, terms: list[str], width: int = 220) -> Text:
+    """The window of ``text`` with the most query terms, with those terms highlighted."""
+    flat = re.sub(r"\s+", " ", text)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\w*", re.IGNORECASE) if terms else None
+    start = 0
+    if pattern and len(flat) > width:
+        best = -1
+        for m in pattern.finditer(flat):
+            s = max(0, m.start() - width // 4)
+            n = len(pattern.findall(flat[s : s + width]))
+            if n > best:
+                best, start = n, s
+    piece = flat[start : start + width]
+    out = Text(("…" if start else "") + piece + ("…" if start + width < len(flat) else ""))
+    if pattern:
+        out.highlight_regex(pattern, style="bold yellow")
+    return out
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    k: Annotated[int | None, typer.Option("-k", help="number of results")] = None,
+    mode: Annotated[str | None, typer.Option(help="hybrid | bm25 | dense")] = None,
+    tag: TagOpt = None,
+    path: Annotated[str | None, typer.Option(help="only sources whose path matches this glob")] = None,
+    file_type: Annotated[list[str] | None, typer.Option("--type", help="only these file types, e.g. pdf")] = None,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Search the index: BM25 and dense results fused by reciprocal rank fusion (hybrid) by default."""
+    from expertkit.index.base import Filters, keyword_terms
+    from expertkit.retrieve import Retriever
+
+    ws = _open(workspace, set_, {"search": {"k": k, "mode": mode}})
+    index = ws.open_index()
+    retriever = Retriever(index, _embedder(ws), ws.settings.search)
+    filters = Filters(tuple(tag or ()), path, tuple(file_type or ()))
+    hits = retriever.search(query, filters=filters)
+    index.close()
+    if json_:
+        print(
+            json.dumps(
+                {
+                    "query": query,
+                    "mode": ws.settings.search.mode,
+                    "results": [h.to_json() for h in hits],
+                    "timings": {k: round(v, 2) for k, v in retriever.last_timings.items()},
+                },
+                indent=2,
+            )
+        )
+        return
+    if not hits:
+        console.print("no results")
+        return
+    terms = keyword_terms(query)
+    table = Table("#", "score", "source", "text", show_lines=True)
+    for rank, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        where = _display_path(c.source) + "".join(
+            [
+                f" p.{c.page}" if c.page else "",
+                f" #{c.record_id}" if c.record_id else "",
+                f"\n§ {c.heading}" if c.section else "",
+            ]
+        )
+        table.add_row(str(rank), f"{hit.score:.4f}", escape(where), snippet(c.text, terms))
+    console.print(table)
+    console.print(f"[dim]{ws.settings.search.mode} · {retriever.last_timings['total_ms']:.0f} ms[/dim]")
+
+
+# -- eval ---------------------------------------------------------------------------------------------
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    beir: Annotated[Path, typer.Option(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    mode: Annotated[str, typer.Option(help="hybrid | bm25 | dense")] = "hybrid",
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace", "-w", help="reuse this workspace (ingested incrementally) instead of a scratch one"
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """nDCG@10, recall@10, recall@100 and MRR@10 of the retriever on a BEIR-format set."""
+    from expertkit.evaluate.beir import load_beir
+    from expertkit.evaluate.retrieval import evaluate_retrieval
+    from expertkit.ingest.sync import Ingestor
+    from expertkit.retrieve import MODES, Retriever
+
+    if mode not in MODES:
+        raise ExpertkitError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    data = load_beir(beir, split)
+    scratch = None
+    if workspace is None:
+        scratch = tempfile.TemporaryDirectory(prefix="expertkit-beir-")
+        workspace = Path(scratch.name)
+    ws = _open(workspace, set_, create=True)
+    index = ws.open_index(create=True)
+    embedder = _embedder(ws)
+    s = ws.settings.ingest
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        progress_cb = _RichSyncProgress(progress)
+        report = Ingestor(index, embedder, s.chunk_tokens, s.chunk_overlap, s.max_file_mb).sync(
+            [data.corpus], progress=progress_cb
+        )
+        if not report.ok:
+            raise ExpertkitError(
+                f"could not ingest {data.corpus}: "
+                + "; ".join(r.reason or ", ".join(r.warnings) for r in report.failed)
+            )
+        task = progress.add_task(f"queries ({mode})", total=len(data.queries), chunks=0)
+        scores = evaluate_retrieval(
+            Retriever(index, embedder, ws.settings.search), data, mode, on_query=lambda: progress.advance(task)
+        )
+    index.close()
+    if scratch:
+        scratch.cleanup()
+    if json_:
+        print(json.dumps(scores.to_json()))
+        return
+    table = Table("set", "mode", "queries", "nDCG@10", "recall@10", "recall@100", "MRR@10")
+    table.add_row(
+        beir.name,
+        mode,
+        str(scores.queries),
+        f"{scores.ndcg10:.4f}",
+        f"{scores.recall10:.4f}",
+        f"{scores.recall100:.4f}",
+        f"{scores.mrr10:.4f}",
+    )
+    console.print(table)
+
+
+def main() -> None:  # noqa: D103
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = app(standalone_mode=False)
+    except ExpertkitError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

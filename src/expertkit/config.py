@@ -1,0 +1,159 @@
+"""One validated Settings object: expertkit.toml, overridden by EXPERTKIT_* env, overridden by flags.
+
+Environment variables name a key with ``__`` between section and field, e.g.
+``EXPERTKIT_SEARCH__K=20`` or ``EXPERTKIT_EMBED__BATCH_SIZE=32``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from expertkit.errors import ConfigError
+
+CONFIG_FILE = "expertkit.toml"
+ENV_PREFIX = "EXPERTKIT_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbedSettings(Section):
+    model: str = Field("all-minilm-l6-v2", description="registry name, local folder or hub id")
+    batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass")
+    dtype: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto = bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32"
+    )
+
+
+class IngestSettings(Section):
+    chunk_tokens: int = Field(200, ge=16, le=8192, description="max chunk size in embedder tokens")
+    chunk_overlap: int = Field(32, ge=0, description="tokens repeated between neighbouring chunks")
+    max_file_mb: float = Field(200.0, gt=0, description="files larger than this are refused")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
+class IndexSettings(Section):
+    backend: Literal["sqlite"] = "sqlite"
+    ann_threshold: int = Field(
+        200_000, ge=0, description="above this many chunks, dense search uses an HNSW index (usearch)"
+    )
+
+
+class SearchSettings(Section):
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    k: int = Field(10, ge=1, le=1000)
+    candidates: int = Field(100, ge=1, le=10_000, description="results taken from each retriever before fusion")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
+    bm25_weight: float = Field(1.0, ge=0, description="weight of the BM25 list in fusion")
+    dense_weight: float = Field(1.0, ge=0, description="weight of the dense list in fusion")
+    reranker: str = Field("", description="cross-encoder folder or hub id; empty = no rerank")
+    rerank_top: int = Field(30, ge=1, description="fused results passed to the reranker")
+
+
+class Settings(Section):
+    embed: EmbedSettings = EmbedSettings()
+    ingest: IngestSettings = IngestSettings()
+    index: IndexSettings = IndexSettings()
+    search: SearchSettings = SearchSettings()
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue  # EXPERTKIT_WORKSPACE and friends are not settings
+        section, _, field = name[len(ENV_PREFIX) :].lower().partition("__")
+        out.setdefault(section, {})[field] = value
+    return out
+
+
+def overrides_from_pairs(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``section.key=value`` strings (the CLI's --set) into a nested dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {pair!r}: expected section.key=value, e.g. search.k=20")
+        section, _, field = key.strip().partition(".")
+        out.setdefault(section, {})[field] = value.strip()
+    return out
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    return f"{key}: {msg} (from {origin})"
+
+
+def load_settings(
+    workspace: Path | None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Read the workspace's expertkit.toml, then the environment, then ``overrides``; validate once."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if workspace is not None and (workspace / CONFIG_FILE).exists():
+        path = workspace / CONFIG_FILE
+        try:
+            layers.append((str(path), tomllib.loads(path.read_text(encoding="utf-8"))))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    layers.append(("environment", _env_overrides(dict(os.environ if environ is None else environ))))
+    layers.append(("command line", overrides or {}))
+    merged: dict[str, Any] = {}
+    for origin, layer in layers:
+        merged = _deep_merge(merged, layer)
+        try:  # validate layer by layer so the error names where the bad value came from
+            Settings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(_format_error(exc, origin)) from None
+    return Settings.model_validate(merged)
+
+
+def default_toml() -> str:
+    """The commented expertkit.toml that ``expertkit init`` writes."""
+    lines = [
+        "# expertkit workspace settings. Every key is optional; the values shown are the defaults.",
+        "# Environment variables override this file (EXPERTKIT_SECTION__KEY=value), flags override both.",
+    ]
+    for name, field in Settings.model_fields.items():
+        section = field.default
+        lines += ["", f"[{name}]"]
+        for key, sub in type(section).model_fields.items():
+            value = getattr(section, key)
+            if sub.description:
+                lines.append(f"# {sub.description}")
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

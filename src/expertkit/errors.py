@@ -1,0 +1,29 @@
+"""Errors a user can cause. The CLI prints them in one line, without a traceback; bugs still raise."""
+
+from __future__ import annotations
+
+
+class ExpertkitError(Exception):
+    """Base for every error a user can cause and fix. The message says what to do."""
+
+
+class ConfigError(ExpertkitError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+class WorkspaceError(ExpertkitError):
+    """No workspace, or a workspace without what the command needs."""
+
+
+class ModelNotInstalledError(ExpertkitError):
+    """A named model is neither installed nor reachable; the message says how to install it."""
+
+
+class IngestError(ExpertkitError):
+    """One file could not be ingested. Other files in the batch go on."""
+
+    def __init__(self, path: str, reason: str, hint: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{path}: {reason}" + (f" ({hint})" if hint else ""))

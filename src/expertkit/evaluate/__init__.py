@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the BEIR-format loader, retrieval and route-comparison experiments, reports."""

@@ -1,0 +1,162 @@
+"""The Index protocol that every backend implements, and the records it exchanges.
+
+Every backend passes the same conformance suite (tests/index/conformance.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from expertkit.schema import Chunk
+
+
+@dataclass
+class SourceRecord:
+    """What the index knows about one ingested file."""
+
+    path: str
+    content_hash: str
+    file_type: str
+    size: int = 0
+    mtime: float = 0.0
+    tags: tuple[str, ...] = ()
+    n_chunks: int = 0
+    title: str | None = None
+    warnings: tuple[str, ...] = ()
+    synced_at: float = 0.0
+
+
+@dataclass
+class Filters:
+    """Metadata filters; empty fields do not filter. Tags match any of the given tags."""
+
+    tags: tuple[str, ...] = ()
+    path_glob: str | None = None
+    file_types: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.tags or self.path_glob or self.file_types)
+
+
+@dataclass
+class IndexStats:
+    documents: int
+    chunks: int
+    tags: dict[str, int] = field(default_factory=dict)  # tag → documents
+    file_types: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+    embedder: str | None = None
+    dim: int | None = None
+
+
+class Index(Protocol):
+    """Chunks, their metadata and their vectors, written one source at a time."""
+
+    def bind_embedder(self, name: str, dim: int) -> None:
+        """Record the embedder on first write; refuse a different one later (vectors would not compare)."""
+
+    def get_source(self, path: str) -> SourceRecord | None: ...
+
+    def sources(self) -> list[SourceRecord]: ...
+
+    def write_source(self, source: SourceRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        """Replace everything stored for ``source.path`` in one transaction: fully old or fully new."""
+
+    def remove_source(self, path: str) -> int:
+        """Drop a source and its chunks; returns the number of chunks removed."""
+
+    def cached_vectors(self, text_hashes: list[str]) -> dict[str, np.ndarray]:
+        """Vectors already stored for chunk texts with these hashes (so unchanged text is not re-embedded)."""
+
+    def search_bm25(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]: ...
+
+    def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[str, float]]: ...
+
+    def get_chunks(self, chunk_ids: list[str]) -> list[Chunk]:
+        """Chunks by id, in the order asked; unknown ids are left out."""
+
+    def stats(self) -> IndexStats: ...
+
+    def close(self) -> None: ...
+
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "shall",
+        "should",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+
+
+def keyword_terms(query: str) -> list[str]:
+    """The query's words for BM25, lower-cased, stop words dropped (unless nothing else is left)."""
+    words = re.findall(r"\w+", query.lower())
+    kept = [w for w in words if w not in _STOPWORDS]
+    return list(dict.fromkeys(kept or words))

@@ -1,0 +1,282 @@
+"""Incremental sync: files → Documents → Chunks → vectors → the index, one transaction per file.
+
+A file whose size and mtime, or else whose content hash, is unchanged is skipped without reading or
+embedding. Chunk texts whose vectors the index already holds are not embedded again. Embedding is
+batched across files; writing is per file, so a kill at any moment leaves every file fully old or
+fully new, and the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from expertkit.errors import IngestError
+from expertkit.index.base import Index, SourceRecord
+from expertkit.index.sqlite import text_hash
+from expertkit.ingest.chunking import Chunker
+from expertkit.ingest.readers import read_document, supported
+from expertkit.models.embedder import Embedder
+from expertkit.schema import Chunk, Document
+
+EMBED_FLUSH_CHUNKS = 512  # chunks gathered across files before one embedding pass
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str  # added | updated | unchanged | retagged | failed | skipped | removed
+    chunks: int = 0
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the embedder, which only happens when something changed
+    embedded: int = 0  # chunk texts sent to the embedder
+    reused: int = 0  # chunk vectors taken from the index instead
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed" or r.warnings]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+class SyncProgress(Protocol):
+    """What sync reports while it works; the CLI draws it as a Rich progress bar."""
+
+    def start(self, files: int) -> None: ...
+    def advance(self, files: int = 0, chunks: int = 0) -> None: ...
+
+
+class _Silent:
+    def start(self, files: int) -> None:
+        pass
+
+    def advance(self, files: int = 0, chunks: int = 0) -> None:
+        pass
+
+
+@dataclass
+class _Pending:
+    source: SourceRecord
+    chunks: list[Chunk]
+    result: FileResult
+
+
+def source_key(path: Path) -> str:
+    """How a file is named in the index: its absolute path (links not followed), so any working
+    directory finds it."""
+    return Path(os.path.abspath(path.expanduser())).as_posix()
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
+    """Expand folders (recursively, skipping hidden entries). A file named explicitly is always taken,
+    so an unknown format is reported; inside folders, files of unknown formats are listed as skipped."""
+    files: list[Path] = []
+    skipped: list[FileResult] = []
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    child = Path(root) / name
+                    if name.startswith("."):
+                        continue
+                    if supported(child):
+                        files.append(child)
+                    else:
+                        skipped.append(FileResult(source_key(child), "skipped", reason="unknown format"))
+        else:
+            files.append(path)  # missing or unreadable files fail with a reason in read_document
+    return list(dict.fromkeys(files)), skipped
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def chunk_id(path: str, digest: str, ordinal: int) -> str:
+    """Stable while the file is unchanged; new when its content changes, so old citations never mislead."""
+    return f"{hashlib.blake2b(f'{path}|{digest}'.encode(), digest_size=6).hexdigest()}:{ordinal}"
+
+
+class Ingestor:
+    """Configuration in __init__ (index, embedder, chunk sizes); files flow through ``sync``."""
+
+    def __init__(
+        self, index: Index, embedder: Embedder, chunk_tokens: int = 200, overlap: int = 32, max_file_mb: float = 200.0
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+        self.max_bytes = int(max_file_mb * 1024 * 1024)
+        self._chunker: Chunker | None = None
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:  # loads the embedder; only needed when something changed
+            self._chunker = Chunker(self.embedder.tokenizer, self.chunk_tokens, self.overlap)
+        return self._chunker
+
+    def sync(
+        self, paths: Sequence[Path], tags: Sequence[str] = (), prune: bool = False, progress: SyncProgress | None = None
+    ) -> SyncReport:
+        """Bring the index up to date with ``paths``; with ``prune``, drop sources under them that are gone."""
+        progress = progress or _Silent()
+        started = time.perf_counter()
+        report = SyncReport()
+        files, skipped = collect_files(paths)
+        report.results += skipped
+        tags = tuple(sorted(set(tags)))
+        todo = []
+        for path in files:
+            unchanged = self._unchanged_by_stat(path, tags)
+            if unchanged:
+                report.results.append(unchanged)
+            else:
+                todo.append(path)
+        if todo:
+            t0 = time.perf_counter()
+            self.chunker  # noqa: B018 - load the embedder now, so progress and rates describe the work
+            report.load_seconds = time.perf_counter() - t0
+        progress.start(len(todo))
+        pending: list[_Pending] = []
+        try:
+            for path in todo:
+                result, item = self._prepare(path, tags)
+                report.results.append(result)
+                if item is None:
+                    progress.advance(files=1)
+                    continue
+                pending.append(item)
+                if sum(len(p.chunks) for p in pending) >= EMBED_FLUSH_CHUNKS:
+                    self._flush(pending, report, progress)
+            self._flush(pending, report, progress)
+            if prune:
+                report.results += self.prune(paths)
+        except KeyboardInterrupt:
+            report.interrupted = True  # every committed file is whole; the rest is done on the next run
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def prune(self, roots: Sequence[Path]) -> list[FileResult]:
+        """Remove indexed sources under ``roots`` whose files no longer exist."""
+        keys = [source_key(r) for r in roots]
+        out = []
+        for source in self.index.sources():
+            inside = any(source.path == k or source.path.startswith(k.rstrip("/") + "/") for k in keys)
+            if inside and not Path(source.path).exists():
+                out.append(FileResult(source.path, "removed", self.index.remove_source(source.path)))
+        return out
+
+    def _unchanged_by_stat(self, path: Path, tags: tuple[str, ...]) -> FileResult | None:
+        """Like git: same size and mtime means unchanged, without reading the file."""
+        key = source_key(path)
+        old = self.index.get_source(key)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if old and old.size == stat.st_size and old.mtime == stat.st_mtime and old.tags == tags:
+            return FileResult(key, "unchanged", old.n_chunks)
+        return None
+
+    def _prepare(self, path: Path, tags: tuple[str, ...]) -> tuple[FileResult, _Pending | None]:
+        key = source_key(path)
+        old = self.index.get_source(key)
+        try:
+            stat = path.stat()
+            if stat.st_size > self.max_bytes:
+                raise IngestError(
+                    key,
+                    f"file is {stat.st_size / 2**20:.0f} MB, over ingest.max_file_mb",
+                    "raise ingest.max_file_mb or split the file",
+                )
+            data = path.read_bytes() if path.is_file() else None
+            if data is None:
+                raise IngestError(key, "not a regular file")
+        except OSError as exc:
+            return FileResult(key, "failed", reason=f"cannot read file ({exc.strerror or exc})"), None
+        except IngestError as exc:
+            return FileResult(key, "failed", reason=exc.reason + (f"; {exc.hint}" if exc.hint else "")), None
+        digest = content_hash(data)
+        source = SourceRecord(key, digest, path.suffix.lower().lstrip("."), stat.st_size, stat.st_mtime, tags)
+        if old and old.content_hash == digest and old.tags == tags:
+            return FileResult(key, "unchanged", old.n_chunks), None  # touched, not changed
+        try:
+            document = read_document(path, data)
+        except IngestError as exc:
+            return FileResult(key, "failed", reason=exc.reason + (f"; {exc.hint}" if exc.hint else "")), None
+        except Exception as exc:  # a reader bug must not stop the batch; name it so it can be reported
+            return FileResult(key, "failed", reason=f"reader error: {type(exc).__name__}: {exc}"), None
+        document.path = key
+        chunks = self._chunk(document, tags, digest)
+        source.file_type, source.title, source.warnings = document.file_type, document.title, tuple(document.warnings)
+        status = "added" if old is None else ("retagged" if old.content_hash == digest else "updated")
+        result = FileResult(key, status, len(chunks), warnings=list(document.warnings))
+        return result, _Pending(source, chunks, result)
+
+    def _chunk(self, document: Document, tags: tuple[str, ...], digest: str) -> list[Chunk]:
+        chunks = self.chunker.chunk(document, tags)
+        for c in chunks:
+            c.chunk_id = chunk_id(document.path, digest, c.ordinal)
+        return chunks
+
+    def _flush(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress) -> None:
+        if not pending:
+            return
+        texts = [c.embed_text() for p in pending for c in p.chunks]
+        hashes = [text_hash(t) for t in texts]
+        known = self.index.cached_vectors(hashes)
+        missing = list(dict.fromkeys(h for h in hashes if h not in known))
+        if missing:
+            by_hash = dict(zip(hashes, texts, strict=True))
+            # slices, so a single large file (a BEIR corpus, a big CSV) still shows progress
+            step = max(self.embedder.batch_size * 8, 256)
+            for i in range(0, len(missing), step):
+                part = missing[i : i + step]
+                known.update(zip(part, self.embedder.encode([by_hash[h] for h in part]), strict=True))
+                progress.advance(chunks=len(part))
+        report.embedded += len(missing)
+        report.reused += len(hashes) - len(missing)
+        if texts:
+            self.index.bind_embedder(self.embedder.name, self.embedder.dim)
+        offset = 0
+        for item in pending:
+            n = len(item.chunks)
+            vectors = np.stack([known[h] for h in hashes[offset : offset + n]]) if n else np.zeros((0, 1), np.float32)
+            self.index.write_source(item.source, item.chunks, vectors)
+            offset += n
+            progress.advance(files=1)
+        progress.advance(chunks=len(hashes) - len(missing))
+        pending.clear()
+
+
+def remove(index: Index, paths: Sequence[Path]) -> list[FileResult]:
+    """Drop the chunks of the given files, or of every file under the given folders."""
+    out = []
+    for path in paths:
+        key = source_key(path)
+        for source in index.sources():
+            if source.path == key or source.path.startswith(key.rstrip("/") + "/"):
+                out.append(FileResult(source.path, "removed", index.remove_source(source.path)))
+    return out

@@ -1,0 +1,1 @@
+"""Models: the registry of named models, and the Embedder and Generator backends."""

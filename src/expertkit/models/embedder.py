@@ -1,0 +1,82 @@
+"""The Embedder: texts → unit-length float32 vectors, batched, in bf16 where the CPU has native bf16."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from expertkit.models.registry import resolve
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Embedder:
+    """A sentence-transformers model. Configuration in __init__; texts flow through ``encode``.
+
+    The model loads on first use, so commands that find nothing to embed never pay for it.
+    """
+
+    def __init__(self, model: str = "all-minilm-l6-v2", batch_size: int = 64, dtype: str = "auto") -> None:
+        self.name = model
+        self.batch_size = batch_size
+        self.dtype = ("bf16" if cpu_has_native_bf16() else "fp32") if dtype == "auto" else dtype
+        self._path = resolve(model, "embedder")  # fail early with the install command
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()  # our own bars show progress
+            transformers.utils.logging.set_verbosity_error()
+
+            m = SentenceTransformer(self._path, device="cpu")
+            if self.dtype == "bf16":
+                m = m.to(torch.bfloat16)
+            self._model = m
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Encode texts to an (n, dim) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.encode(
+                texts,
+                batch_size=batch_size or self.batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return out.float().cpu().numpy()

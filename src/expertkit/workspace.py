@@ -1,0 +1,87 @@
+"""A workspace: a folder holding expertkit.toml, the index, adapters, runs and reports (like a git repo)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expertkit.config import CONFIG_FILE, Settings, default_toml, load_settings
+from expertkit.errors import WorkspaceError
+
+WORKSPACE_ENV = "EXPERTKIT_WORKSPACE"
+DATA_DIR = ".expertkit"
+
+
+@dataclass
+class Workspace:
+    root: Path
+    settings: Settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / DATA_DIR
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Rebuildable caches (vector matrix, ANN graph); safe to delete."""
+        return self.data_dir / "cache"
+
+    def has_index(self) -> bool:
+        return self.index_path.exists()
+
+    def open_index(self, create: bool = False):  # -> SQLiteIndex; imported lazily to keep start-up fast
+        from expertkit.index.sqlite import SQLiteIndex
+
+        if not create and not self.has_index():
+            raise WorkspaceError(f"workspace {self.root} has no index yet: run `expertkit ingest PATH` first")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteIndex(self.index_path, cache_dir=self.cache_dir, ann_threshold=self.settings.index.ann_threshold)
+
+
+def init_workspace(root: Path) -> Path:
+    """Create ``root`` with a commented expertkit.toml; an existing file is left as it is."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / CONFIG_FILE
+    if not config.exists():
+        config.write_text(default_toml(), encoding="utf-8")
+    (root / DATA_DIR).mkdir(exist_ok=True)
+    return config
+
+
+def find_workspace(start: Path | None = None) -> Path | None:
+    """The explicit folder, else $EXPERTKIT_WORKSPACE, else the nearest folder upwards with expertkit.toml."""
+    if start is not None:
+        return start
+    env = os.environ.get(WORKSPACE_ENV)
+    if env:
+        return Path(env)
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).exists():
+            return folder
+    return None
+
+
+def open_workspace(
+    root: Path | None = None, overrides: dict[str, Any] | None = None, create: bool = False
+) -> Workspace:
+    """Open (or with ``create`` make) the workspace and load its settings."""
+    found = find_workspace(root)
+    if found is None:
+        if not create:
+            raise WorkspaceError(
+                "no workspace here: run `expertkit init DIR`, pass --workspace DIR, or set EXPERTKIT_WORKSPACE"
+            )
+        found = Path.cwd()
+    found = found.resolve()
+    if create:
+        init_workspace(found)
+    elif not (found / CONFIG_FILE).exists():
+        raise WorkspaceError(f"{found} is not a workspace (no {CONFIG_FILE}): run `expertkit init {found}`")
+    return Workspace(found, load_settings(found, overrides))

@@ -1,0 +1,47 @@
+"""Shared fixtures. No test touches the real home folder, the network, or a model hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+EXAMPLES = ROOT / "examples" / "corpus"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    for name in list(os.environ):
+        if name.startswith("EXPERTKIT_"):
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.getbasetemp() / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from expertkit.models.embedder import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    from expertkit.workspace import open_workspace
+
+    return open_workspace(tmp_path / "ws", create=True)
+
+
+def shared_set(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "corpus.jsonl").exists():
+        pytest.skip(f"{path} is not here: the shared evaluation data sits beside the project in ../shared/data")
+    return path

@@ -1,0 +1,157 @@
+"""The conformance suite every Index backend passes. A backend's test module subclasses
+``IndexConformance`` and provides an ``index`` fixture returning a fresh, empty index.
+
+Vectors here are synthetic unit vectors, so the suite tests the index alone, not an embedder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from expertkit.index.base import Filters, SourceRecord
+from expertkit.schema import Chunk
+
+DIM = 16
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def make_source(path: str, texts: list[str], tags=(), file_type="md", digest=None, seed=0):
+    digest = digest or f"hash-{path}-{len(texts)}-{seed}"
+    chunks = [
+        Chunk(
+            t,
+            path,
+            i,
+            i * 100,
+            i * 100 + len(t),
+            file_type,
+            page=i + 1 if file_type == "pdf" else None,
+            section=("Guide", f"Part {i}"),
+            record_id=None,
+            tags=tuple(tags),
+            chunk_id=f"{digest[:8]}:{path}:{i}",
+        )
+        for i, t in enumerate(texts)
+    ]
+    vectors = np.stack([unit(seed * 1000 + i) for i in range(len(texts))])
+    return SourceRecord(path, digest, file_type, 10, 1.0, tuple(tags)), chunks, vectors
+
+
+class IndexConformance:
+    @pytest.fixture
+    def index(self):  # pragma: no cover - each backend provides it
+        raise NotImplementedError
+
+    def test_empty_index(self, index):
+        assert index.sources() == []
+        assert index.search_bm25("anything", 5) == []
+        assert index.search_dense(unit(1), 5) == []
+        assert index.stats().chunks == 0
+
+    def test_write_and_read_back(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        source, chunks, vectors = make_source(
+            "/docs/a.md", ["the impeller nut torque is 68 Nm", "grease bearings"], tags=("ops",)
+        )
+        index.write_source(source, chunks, vectors)
+        got = index.get_source("/docs/a.md")
+        assert got.content_hash == source.content_hash and got.n_chunks == 2 and got.tags == ("ops",)
+        back = index.get_chunks([chunks[1].chunk_id, "missing", chunks[0].chunk_id])
+        assert [c.text for c in back] == ["grease bearings", "the impeller nut torque is 68 Nm"]
+        assert back[1].section == ("Guide", "Part 0") and back[1].tags == ("ops",) and back[1].source == "/docs/a.md"
+        stats = index.stats()
+        assert (stats.documents, stats.chunks, stats.tags, stats.dim) == (1, 2, {"ops": 1}, DIM)
+
+    def test_bm25_ranks_matching_chunks(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        for i, texts in enumerate(
+            [
+                ["impeller torque values for the pump"],
+                ["warranty lasts 36 months"],
+                ["torque torque torque wrench settings"],
+            ]
+        ):
+            index.write_source(*make_source(f"/d/{i}.md", texts, seed=i))
+        hits = index.search_bm25("What is the torque?", 10)
+        texts = [c.text for c in index.get_chunks([cid for cid, _ in hits])]
+        assert texts[0] == "torque torque torque wrench settings"
+        assert "warranty lasts 36 months" not in texts
+        assert all(a[1] >= b[1] for a, b in zip(hits, hits[1:], strict=False))
+        assert isinstance(index.search_bm25("the of and", 5), list)  # stop words alone still search
+        assert index.search_bm25("", 5) == []
+        assert isinstance(index.search_bm25('"quotes" AND (syntax) OR NEAR*', 5), list)  # no FTS syntax error
+
+    def test_dense_is_exact_inner_product(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/a.md", ["x", "y", "z"], seed=3))
+        target = unit(3 * 1000 + 2)
+        hits = index.search_dense(target, 3)
+        texts = [c.text for c in index.get_chunks([cid for cid, _ in hits])]
+        assert texts[0] == "z" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+        assert len(hits) == 3
+
+    def test_rewrite_replaces_all_chunks(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/a.md", ["old alpha", "old beta", "old gamma"], digest="v1"))
+        index.write_source(*make_source("/d/a.md", ["new alpha"], digest="v2"))
+        assert index.get_source("/d/a.md").content_hash == "v2"
+        assert index.stats().chunks == 1
+        assert index.search_bm25("old", 10) == []
+        assert len(index.search_dense(unit(0), 10)) == 1
+
+    def test_remove_source(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/a.md", ["alpha one"]))
+        index.write_source(*make_source("/d/b.md", ["alpha two"], seed=1))
+        assert index.remove_source("/d/a.md") == 1
+        assert index.remove_source("/d/a.md") == 0
+        assert [s.path for s in index.sources()] == ["/d/b.md"]
+        assert len(index.search_bm25("alpha", 10)) == 1 and len(index.search_dense(unit(0), 10)) == 1
+
+    def test_filters(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/manual.pdf", ["pump torque"], tags=("manuals",), file_type="pdf"))
+        index.write_source(*make_source("/d/parts.csv", ["pump part"], tags=("parts",), file_type="csv", seed=1))
+        index.write_source(*make_source("/e/notes.md", ["pump notes"], tags=("parts", "notes"), seed=2))
+
+        def sources(filters):
+            bm = {c.source for c in index.get_chunks([cid for cid, _ in index.search_bm25("pump", 10, filters)])}
+            de = {c.source for c in index.get_chunks([cid for cid, _ in index.search_dense(unit(5), 10, filters)])}
+            assert bm == de
+            return bm
+
+        assert sources(Filters(tags=("parts",))) == {"/d/parts.csv", "/e/notes.md"}
+        assert sources(Filters(path_glob="/d/*")) == {"/d/manual.pdf", "/d/parts.csv"}
+        assert sources(Filters(file_types=("pdf",))) == {"/d/manual.pdf"}
+        assert sources(Filters(tags=("parts",), file_types=("md",))) == {"/e/notes.md"}
+        assert sources(Filters(tags=("nothing",))) == set()
+
+    def test_cached_vectors_by_text_hash(self, index):
+        from expertkit.index.sqlite import text_hash
+
+        index.bind_embedder("test-embedder", DIM)
+        source, chunks, vectors = make_source("/d/a.md", ["alpha"])
+        index.write_source(source, chunks, vectors)
+        found = index.cached_vectors([text_hash(chunks[0].embed_text()), text_hash("never seen")])
+        assert list(found) == [text_hash(chunks[0].embed_text())]
+        np.testing.assert_allclose(found[text_hash(chunks[0].embed_text())], vectors[0])
+
+    def test_refuses_a_different_embedder(self, index):
+        from expertkit.errors import WorkspaceError
+
+        index.bind_embedder("model-a", DIM)
+        index.bind_embedder("model-a", DIM)
+        with pytest.raises(WorkspaceError, match="model-a"):
+            index.bind_embedder("model-b", DIM)
+
+    def test_mismatched_vectors_are_a_bug(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        source, chunks, vectors = make_source("/d/a.md", ["a", "b"])
+        with pytest.raises(ValueError):
+            index.write_source(source, chunks, vectors[:1])
+        assert index.get_source("/d/a.md") is None

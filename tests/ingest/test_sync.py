@@ -1,0 +1,180 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from expertkit.index.sqlite import SQLiteIndex
+from expertkit.ingest.sync import Ingestor, content_hash, source_key
+from tests.conftest import EXAMPLES, ROOT
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = SQLiteIndex(tmp_path / "index.db")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def ingestor(index, embedder):
+    return Ingestor(index, embedder, chunk_tokens=120, overlap=16)
+
+
+def write_docs(folder: Path, n: int, version: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        body = "\n\n".join(
+            f"Paragraph {p} of document {i}, {version}. The valve V{i}-{p} opens at {p} bar." for p in range(6)
+        )
+        (folder / f"doc{i:03d}.md").write_text(f"# Document {i} {version}\n\n{body}\n")
+
+
+def test_sample_corpus_ingests_every_format(ingestor, index):
+    report = ingestor.sync([EXAMPLES], tags=["norvale"])
+    assert report.ok and report.count("added") == 6
+    assert set(index.stats().file_types) == {"pdf", "docx", "csv", "md", "html"}
+    assert index.stats().tags == {"norvale": 6}
+
+
+def test_unchanged_files_are_skipped_without_embedding(ingestor, tmp_path):
+    write_docs(tmp_path / "docs", 3, "v1")
+    first = ingestor.sync([tmp_path / "docs"])
+    assert first.count("added") == 3 and first.embedded > 0
+    again = ingestor.sync([tmp_path / "docs"])
+    assert again.count("unchanged") == 3 and again.embedded == 0
+    os.utime(tmp_path / "docs" / "doc000.md")  # touched, same content: hashed, not embedded
+    touched = ingestor.sync([tmp_path / "docs"])
+    assert touched.count("unchanged") == 3 and touched.embedded == 0
+
+
+def test_changed_file_is_replaced_and_unchanged_text_reuses_vectors(index, embedder, tmp_path):
+    ingestor = Ingestor(index, embedder, chunk_tokens=32, overlap=0)  # about a paragraph a chunk
+    write_docs(tmp_path / "docs", 2, "v1")
+    ingestor.sync([tmp_path / "docs"])
+    path = tmp_path / "docs" / "doc000.md"
+    path.write_text(path.read_text() + "\n\nA new closing paragraph about seal kit NP-4471.\n")
+    report = ingestor.sync([tmp_path / "docs"])
+    assert report.count("updated") == 1 and report.count("unchanged") == 1
+    assert report.reused > 0 and report.embedded < report.reused  # only new text was embedded
+    source = index.get_source(source_key(path))
+    assert source.content_hash == content_hash(path.read_bytes())
+    hits = index.get_chunks([c for c, _ in index.search_bm25("NP-4471 seal kit", 5)])
+    assert hits and hits[0].source == source_key(path)
+
+
+def test_retagging_changes_tags_without_embedding(ingestor, index, tmp_path):
+    write_docs(tmp_path / "docs", 1, "v1")
+    ingestor.sync([tmp_path / "docs"], tags=["a"])
+    report = ingestor.sync([tmp_path / "docs"], tags=["b"])
+    assert report.count("retagged") == 1 and report.embedded == 0
+    assert index.stats().tags == {"b": 1}
+
+
+def test_prune_and_remove(ingestor, index, tmp_path):
+    from expertkit.ingest.sync import remove
+
+    write_docs(tmp_path / "docs", 3, "v1")
+    ingestor.sync([tmp_path / "docs"])
+    (tmp_path / "docs" / "doc001.md").unlink()
+    assert ingestor.sync([tmp_path / "docs"]).count("removed") == 0  # without --prune nothing is dropped
+    assert index.stats().documents == 3
+    report = ingestor.sync([tmp_path / "docs"], prune=True)
+    assert report.count("removed") == 1 and index.stats().documents == 2
+    removed = remove(index, [tmp_path / "docs" / "doc000.md"])
+    assert [Path(r.path).name for r in removed] == ["doc000.md"]
+    assert [Path(s.path).name for s in index.sources()] == ["doc002.md"]
+
+
+def test_a_bad_batch_goes_on_and_names_every_failure(ingestor, index, tmp_path):
+    docs = tmp_path / "mixed"
+    write_docs(docs, 2, "v1")
+    ingestor.sync([docs])
+    before = {s.path: s.content_hash for s in index.sources()}
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (docs / "binary.md").write_bytes(bytes(range(256)))
+    (docs / "latin1.txt").write_bytes("Dichtung für Pumpe, Größe 35 mm.".encode("latin-1"))
+    (docs / "records.jsonl").write_text('{"id": "a", "v": 1}\nnot json\n{"id": "b", "v": 2}\n')
+    (docs / "drawing.dwg").write_bytes(b"AC1032")
+    (docs / "gone.md").symlink_to(docs / "missing.md")
+    write_docs(docs, 3, "v1")  # doc002 is new and good
+    (tmp_path / "explicit.xyz").write_text("named on the command line")
+    report = ingestor.sync([docs, tmp_path / "explicit.xyz"])
+    by_name = {Path(r.path).name: r for r in report.results}
+    assert by_name["empty.txt"].status == "failed" and "empty file" in by_name["empty.txt"].reason
+    assert by_name["corrupt.pdf"].status == "failed" and "corrupt PDF" in by_name["corrupt.pdf"].reason
+    assert by_name["binary.md"].status == "failed" and "binary" in by_name["binary.md"].reason
+    assert by_name["gone.md"].status == "failed" and "cannot read" in by_name["gone.md"].reason
+    assert by_name["explicit.xyz"].status == "failed" and "unknown format" in by_name["explicit.xyz"].reason
+    assert by_name["drawing.dwg"].status == "skipped"  # found in a folder: listed, not failed
+    assert by_name["latin1.txt"].status == "added"
+    assert by_name["records.jsonl"].status == "added" and by_name["records.jsonl"].warnings[0].startswith("line 2")
+    assert by_name["doc002.md"].status == "added"
+    assert not report.ok
+    assert {r.path for r in report.failed} >= {by_name[n].path for n in ("empty.txt", "records.jsonl")}
+    for path, digest in before.items():  # nothing ingested earlier was touched
+        assert index.get_source(path).content_hash == digest
+    latin = index.get_chunks([c for c, _ in index.search_bm25("Größe Dichtung", 3)])
+    assert latin and "Größe" in latin[0].text
+
+
+def _consistent(db_path: Path, folder: Path) -> dict[str, str]:
+    """Every source is whole: its chunks are all of one version and match its stored hash."""
+    db = sqlite3.connect(db_path)
+    versions = {}
+    for sid, path, digest, n in db.execute("SELECT id, path, content_hash, n_chunks FROM sources"):
+        texts = [t for (t,) in db.execute("SELECT text FROM chunks WHERE source_id=?", (sid,))]
+        fts = db.execute(
+            "SELECT COUNT(*) FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE source_id=?)", (sid,)
+        ).fetchone()[0]
+        assert len(texts) == n == fts, path
+        kinds = {("v2" if "v2" in t else "v1") for t in texts if "v1" in t or "v2" in t}
+        assert len(kinds) == 1, f"{path} mixes versions"
+        (version,) = kinds
+        expected = (folder / Path(path).name).read_text().replace("v2", version).replace("v1", version)
+        assert digest == content_hash(expected.encode()), path
+        versions[path] = version
+    db.close()
+    return versions
+
+
+def test_killed_ingest_leaves_every_file_old_or_new_and_the_next_run_finishes(tmp_path, ingestor):
+    docs = tmp_path / "docs"
+    write_docs(docs, 120, "v1")
+    ingestor.sync([docs])
+    ingestor.index.close()
+    write_docs(docs, 120, "v2")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "expertkit.toml").write_text("[ingest]\nchunk_tokens = 120\nchunk_overlap = 16\n")
+    (ws / ".expertkit").mkdir()
+    os.replace(tmp_path / "index.db", ws / ".expertkit" / "index.db")
+    cmd = [sys.executable, "-m", "expertkit.cli", "ingest", str(docs), "-w", str(ws), "--set", "embed.batch_size=16"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    seen_partial = False
+    for delay in (0.0, 0.3, 1.0):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # wait until some v2 files are committed
+            try:
+                versions = _consistent(ws / ".expertkit" / "index.db", docs)
+            except sqlite3.OperationalError:
+                versions = {}
+            if "v2" in versions.values():
+                break
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        versions = _consistent(ws / ".expertkit" / "index.db", docs)
+        assert len(versions) == 120
+        seen_partial |= set(versions.values()) == {"v1", "v2"}
+    assert seen_partial, "the kill never landed mid-batch; the test proves nothing"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(_consistent(ws / ".expertkit" / "index.db", docs).values()) == {"v2"}

@@ -1,0 +1,135 @@
+"""The CLI as users run it: a real subprocess for error paths (no traceback), CliRunner elsewhere."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from expertkit.cli import app
+from tests.conftest import EXAMPLES, ROOT
+
+runner = CliRunner()
+
+
+def run(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "expertkit.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_ws(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("cli") / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    result = runner.invoke(app, ["ingest", str(EXAMPLES), "-w", str(ws), "--tag", "norvale"])
+    assert result.exit_code == 0, result.output
+    assert "6 added" in result.output
+    return ws
+
+
+def test_init_writes_config(tmp_path):
+    result = runner.invoke(app, ["init", str(tmp_path / "w")])
+    assert result.exit_code == 0 and (tmp_path / "w" / "expertkit.toml").exists()
+
+
+def test_second_ingest_is_all_unchanged(sample_ws):
+    result = runner.invoke(app, ["ingest", str(EXAMPLES), "-w", str(sample_ws), "--tag", "norvale"])
+    assert result.exit_code == 0 and "6 unchanged" in result.output and "0 chunks embedded" in result.output
+
+
+def test_search_json_schema(sample_ws):
+    result = runner.invoke(app, ["search", "impeller nut torque", "-w", str(sample_ws), "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert len(data["results"]) == 3
+    for r in data["results"]:
+        assert {"chunk_id", "score", "text", "source", "page", "section", "record_id", "tags"} <= set(r)
+    top = data["results"][0]
+    assert top["source"].endswith("nv400-service-manual.pdf") and top["page"] == 3 and top["tags"] == ["norvale"]
+    assert top["record_id"] is None
+    csv_hit = json.loads(
+        runner.invoke(
+            app, ["search", "NP-4472", "-w", str(sample_ws), "--json", "--type", "csv", "--mode", "bm25"]
+        ).output
+    )
+    assert csv_hit["results"][0]["record_id"] == "row 3" and csv_hit["results"][0]["page"] is None
+
+
+def test_search_table_shows_rank_score_source_and_snippet(sample_ws):
+    result = runner.invoke(
+        app, ["search", "restocking fee", "-w", str(sample_ws), "-k", "2", "--mode", "bm25"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0
+    assert "warranty-policy.docx" in result.output and "restocking fee" in result.output and "Returns" in result.output
+
+
+def test_status_lists_sources_and_tags(sample_ws):
+    result = runner.invoke(app, ["status", "-w", str(sample_ws)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "6 documents" in result.output and "norvale (6)" in result.output and "parts.csv" in result.output
+    data = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
+    assert data["documents"] == 6 and all(s["synced_at"] > 0 for s in data["sources"])
+
+
+def test_remove_then_prune(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b"):
+        (docs / f"{name}.md").write_text(f"# {name}\n\nText {name}.\n")
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["ingest", str(docs), "-w", str(ws)]).exit_code == 0
+    assert "removed" in runner.invoke(app, ["remove", str(docs / "a.md"), "-w", str(ws)]).output
+    (docs / "b.md").unlink()
+    result = runner.invoke(app, ["ingest", str(docs), "-w", str(ws), "--prune"])
+    assert "1 added" in result.output and "1 removed" in result.output  # a.md is back, b.md is gone
+    sources = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["sources"]
+    assert [s["path"].rsplit("/", 1)[-1] for s in sources] == ["a.md"]
+
+
+def test_failed_files_are_named_and_the_exit_code_is_nonzero(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "good.md").write_text("# Good\n\nFine text.\n")
+    (tmp_path / "docs" / "empty.txt").write_text("")
+    result = run("ingest", str(tmp_path / "docs"), "-w", str(tmp_path / "ws"))
+    assert result.returncode == 1
+    assert "1 added" in result.stdout and "1 failed" in result.stdout
+    assert "empty.txt: empty file" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["search", "x"], {}, "no workspace here"),
+        (["search", "x", "--set", "search.k=0"], {}, "search.k"),
+        (["search", "x"], {"EXPERTKIT_SEARCH__MODE": "fuzzy"}, "search.mode"),
+        (["status"], {}, "no index yet"),
+        (["search", "x", "--set", "embed.model=no-such-model"], {}, "not installed"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, env, needle):
+    if needle != "no workspace here":
+        runner.invoke(app, ["init", str(tmp_path)])
+        args = [*args, "-w", str(tmp_path)]
+        if needle == "not installed":  # an index must exist for search to reach the embedder
+            (tmp_path / ".expertkit").mkdir(exist_ok=True)
+            from expertkit.index.sqlite import SQLiteIndex
+
+            SQLiteIndex(tmp_path / ".expertkit" / "index.db").close()
+    result = subprocess.run(
+        [sys.executable, "-m", "expertkit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path.parent if needle == "no workspace here" else tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **env},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") <= 1

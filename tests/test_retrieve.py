@@ -1,0 +1,96 @@
+import pytest
+
+from expertkit.config import SearchSettings
+from expertkit.index.base import Filters
+from expertkit.index.sqlite import SQLiteIndex
+from expertkit.ingest.sync import Ingestor
+from expertkit.retrieve import Retriever, rrf
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory, embedder):
+    idx = SQLiteIndex(tmp_path_factory.mktemp("sample") / "index.db")
+    Ingestor(idx, embedder).sync([EXAMPLES], tags=["norvale"])
+    Ingestor(idx, embedder).sync([EXAMPLES / "procedures"], tags=["procedures"])
+    yield idx
+    idx.close()
+
+
+def test_rrf_rewards_agreement():
+    fused = dict(rrf([["a", "b", "c"], ["b", "a", "d"]], [1.0, 1.0], k=60))
+    assert fused["a"] == pytest.approx(1 / 61 + 1 / 62) == fused["b"]
+    assert fused["a"] > fused["c"] > 0 and fused["d"] == pytest.approx(1 / 63)
+    weighted = rrf([["x"], ["y"]], [2.0, 1.0], k=60)
+    assert [i for i, _ in weighted] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("query", "source", "needle"),
+    [
+        ("What torque for the impeller nut?", "nv400-service-manual.pdf", "68 N·m"),
+        ("price of the 45 mm mechanical seal kit", "parts.csv", "NP-4472"),
+        ("how long is the warranty on NV-400 pumps", "warranty-policy.docx", "36 months"),
+        ("what vent diameter for the bearing housing", "service-bulletin-2025-03.html", "4 mm"),
+        ("working length of the new mechanical seal", "replace-mechanical-seal.md", "42.5 mm"),
+    ],
+)
+@pytest.mark.parametrize(("mode", "k"), [("hybrid", 3), ("bm25", 3)])
+def test_each_format_answers_its_question(sample_index, embedder, query, source, needle, mode, k):
+    hits = Retriever(sample_index, embedder).search(query, k=k, mode=mode)
+    assert any(h.chunk.source.endswith(source) and needle in h.chunk.text for h in hits), [
+        h.chunk.location() for h in hits
+    ]
+
+
+def test_dense_finds_a_paraphrase_with_no_shared_keywords(sample_index, embedder):
+    hits = Retriever(sample_index, embedder).search("the motor got too hot", k=3, mode="dense")
+    assert any("over-temperature" in h.chunk.text for h in hits)
+
+
+def test_hybrid_hits_carry_both_scores_and_timings(sample_index, embedder):
+    r = Retriever(sample_index, embedder)
+    hits = r.search("E-17 dry-run protection", k=5)
+    assert hits[0].chunk.page == 5 and set(hits[0].scores) == {"bm25", "dense"}
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert r.last_timings["total_ms"] > 0
+
+
+def test_filters_apply_in_every_mode(sample_index, embedder):
+    r = Retriever(sample_index, embedder)
+    for mode in ("hybrid", "bm25", "dense"):
+        hits = r.search("mechanical seal", k=10, mode=mode, filters=Filters(file_types=("csv",)))
+        assert hits and all(h.chunk.file_type == "csv" for h in hits)
+        hits = r.search("mechanical seal", k=10, mode=mode, filters=Filters(tags=("procedures",)))
+        assert hits and all("procedures" in h.chunk.tags for h in hits)
+        hits = r.search("mechanical seal", k=10, mode=mode, filters=Filters(path_glob="*/procedures/*"))
+        assert hits and all("/procedures/" in h.chunk.source for h in hits)
+
+
+class KeywordCountReranker:
+    """A small deterministic scorer standing in for a cross-encoder: counts of a chosen word."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+        self.calls = 0
+
+    def score(self, query, passages):
+        self.calls += 1
+        return [float(p.lower().count(self.word)) for p in passages]
+
+
+def test_rerank_hook_reorders_the_fused_candidates(sample_index, embedder):
+    settings = SearchSettings(rerank_top=20)
+    plain = Retriever(sample_index, embedder, settings).search("seal", k=5)
+    reranker = KeywordCountReranker("glycerine")
+    hits = Retriever(sample_index, embedder, settings, reranker=reranker).search("seal", k=5)
+    assert reranker.calls == 1
+    assert "glycerine" in hits[0].chunk.text and hits[0].scores["rerank"] == hits[0].score > 0
+    assert [h.chunk.chunk_id for h in hits] != [h.chunk.chunk_id for h in plain]
+
+
+def test_unknown_mode_is_a_config_error(sample_index, embedder):
+    from expertkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fuzzy"):
+        Retriever(sample_index, embedder).search("x", mode="fuzzy")
