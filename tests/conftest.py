@@ -14,6 +14,9 @@ EXAMPLES = ROOT / "examples" / "corpus"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Converted models go to a cache inside the checkout (git-ignored), never the user's home; one
+# conversion then serves every test run on this machine, subprocesses included.
+os.environ["XDG_CACHE_HOME"] = str(ROOT / ".pytest_cache" / "xdg")
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +48,23 @@ def shared_set(name: str) -> Path:
     if not (path / "corpus.jsonl").exists():
         pytest.skip(f"{path} is not here: the shared evaluation data sits beside the project in ../shared/data")
     return path
+
+
+@pytest.fixture(scope="session")
+def generator():
+    """The shipped SmolLM2-135M-Instruct, converted once per test session into the isolated cache."""
+    from expertkit.models.generator import TransformersGenerator
+
+    return TransformersGenerator()
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory, embedder):
+    from expertkit.index.sqlite import SQLiteIndex
+    from expertkit.ingest.sync import Ingestor
+
+    idx = SQLiteIndex(tmp_path_factory.mktemp("sample") / "index.db")
+    Ingestor(idx, embedder).sync([EXAMPLES], tags=["norvale"])
+    Ingestor(idx, embedder).sync([EXAMPLES / "procedures"], tags=["procedures"])
+    yield idx
+    idx.close()

@@ -133,3 +133,126 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, env, needle)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") <= 1
+
+
+# -- ask, chat, models (with the real shipped model) ----------------------------------------------------
+
+
+def test_ask_json(sample_ws):
+    result = run("ask", "How long is the warranty for NV-400 pumps?", "-w", str(sample_ws), "--json", "-k", "3")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["found"] and data["answer"] and len(data["retrieved"]) <= 3
+    assert {"citations", "unsupported", "timings"} <= set(data)
+    for c in data["citations"]:
+        assert {"number", "chunk_id", "source", "page", "section", "quote"} <= set(c)
+
+
+def test_ask_prints_answer_sources_and_timings(sample_ws):
+    result = run("ask", "How long is the warranty for NV-400 pumps?", "-w", str(sample_ws))
+    assert result.returncode == 0, result.stderr
+    assert "retrieve" in result.stdout and "tok/s" in result.stdout
+    assert "[1]" in result.stdout or "unsupported: the answer cites no passage" in result.stdout
+
+
+def test_ask_not_found_and_no_rag(sample_ws):
+    data = json.loads(run("ask", "Who won the 2018 football world cup?", "-w", str(sample_ws), "--json").stdout)
+    assert (
+        not data["found"] and data["answer"] == "Not found in the documents." and "generate_ms" not in data["timings"]
+    )
+    result = run("ask", "What is the capital of France?", "-w", str(sample_ws), "--no-rag")
+    assert result.returncode == 0 and "bare model" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["ask", "  "], "question is empty"),
+        (["ask", "pump " * 9000], "tokens"),
+        (["ask", "x", "--set", "generate.model=not-a-model"], "not installed"),
+        (["ask", "x", "--adapter", "nope"], "no adapter 'nope'"),
+        (["ask", "x", "--set", "generate.backend=openai"], "generate.base_url"),
+    ],
+)
+def test_ask_user_errors(sample_ws, args, needle):
+    result = run(*args, "-w", str(sample_ws))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ask_remote_endpoint_down(sample_ws):
+    from tests.models.test_generator import free_port
+
+    result = run(
+        "ask",
+        "What is the warranty?",
+        "-w",
+        str(sample_ws),
+        "--set",
+        "generate.backend=openai",
+        "--set",
+        f"generate.base_url=http://127.0.0.1:{free_port()}/v1",
+        "--set",
+        "generate.retries=0",
+    )
+    assert result.returncode == 2 and "Is the server running?" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ask_without_index(tmp_path):
+    runner.invoke(app, ["init", str(tmp_path)])
+    result = run("ask", "anything", "-w", str(tmp_path))
+    assert result.returncode == 2 and "no index yet" in result.stderr
+
+
+def test_chat_session(sample_ws):
+    result = runner.invoke(
+        app,
+        ["chat", "-w", str(sample_ws)],
+        input="What is the restocking fee?\n/sources\nAnd for hazardous fluids?\n/reset\n/exit\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "expertkit>" in result.output and "[1]" in result.output and "history cleared" in result.output
+    saved = list((sample_ws / ".expertkit" / "chats").glob("*.jsonl"))
+    assert saved and len(saved[0].read_text().splitlines()) == 3
+
+
+def test_models_lists_shipped_models():
+    data = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    names = {m["name"]: m for m in data["models"]}
+    assert names["smollm2-135m-instruct"]["installed"] and names["smollm2-135m-instruct"]["size_mb"] > 50
+    assert names["all-minilm-l6-v2"]["kind"] == "embedder"
+
+
+def test_ctrl_c_during_generation_leaves_the_workspace_intact(sample_ws):
+    import signal
+    import time
+
+    before = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "expertkit.cli",
+            "ask",
+            "Describe every maintenance task in detail.",
+            "-w",
+            str(sample_ws),
+            "--set",
+            "generate.max_new_tokens=2000",
+            "--set",
+            "rag.min_relevance=-1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "EXPERTKIT_STREAM": "1"},
+    )
+    out = ""
+    deadline = time.time() + 240
+    while time.time() < deadline and len(out) < 20:  # wait for streamed tokens
+        out += proc.stdout.read(1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in out + stdout and "Traceback" not in stderr
+    after = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
+    assert after["documents"] == before["documents"] and after["chunks"] == before["chunks"]

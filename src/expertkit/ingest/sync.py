@@ -26,7 +26,7 @@ from expertkit.ingest.readers import read_document, supported
 from expertkit.models.embedder import Embedder
 from expertkit.schema import Chunk, Document
 
-EMBED_FLUSH_CHUNKS = 512  # chunks gathered across files before one embedding pass
+EMBED_FLUSH_CHUNKS = 1024  # chunks gathered across files before one embedding pass
 
 
 @dataclass
@@ -251,7 +251,7 @@ class Ingestor:
         if missing:
             by_hash = dict(zip(hashes, texts, strict=True))
             # slices, so a single large file (a BEIR corpus, a big CSV) still shows progress
-            step = max(self.embedder.batch_size * 8, 256)
+            step = max(self.embedder.batch_size * 32, 2048)  # large slices: encode sorts by length within one
             for i in range(0, len(missing), step):
                 part = missing[i : i + step]
                 known.update(zip(part, self.embedder.encode([by_hash[h] for h in part]), strict=True))

@@ -1,0 +1,68 @@
+"""Calibrate rag.min_relevance: the dense cosine below which `ask` answers "not found in the documents".
+
+Positives are each set's own questions against its own index; negatives are the other set's
+questions (science claims asked of a TV manual, and TV questions asked of science abstracts),
+which those documents cannot answer. The relevance of a question is the best dense cosine among
+the hybrid top-k. Prints the distributions and the threshold with the best balanced accuracy.
+
+Run: .venv/bin/python benchmarks/calibrate_not_found.py  (ingests both sets into benchmarks/out/ once)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from expertkit.evaluate.beir import load_beir
+from expertkit.index.sqlite import SQLiteIndex
+from expertkit.ingest.sync import Ingestor
+from expertkit.models.embedder import Embedder
+from expertkit.retrieve import Retriever
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OUT = Path(__file__).parent / "out"
+
+
+def relevance(retriever: Retriever, questions: list[str]) -> np.ndarray:
+    vectors = retriever.embedder.encode(questions)
+    out = []
+    for q, v in zip(questions, vectors, strict=True):
+        hits = retriever.search(q, k=5, vector=v)
+        out.append(max((h.scores.get("dense", 0.0) for h in hits), default=0.0))
+    return np.array(out)
+
+
+def main() -> None:
+    embedder = Embedder()
+    sets = {name: load_beir(DATA / name) for name in ("emanual-tv", "scifact")}
+    retrievers = {}
+    for name, data in sets.items():
+        OUT.mkdir(parents=True, exist_ok=True)
+        index = SQLiteIndex(OUT / f"{name}.db", cache_dir=OUT / f"cache-{name}")
+        Ingestor(index, embedder).sync([data.corpus])
+        retrievers[name] = Retriever(index, embedder)
+    pos, neg = [], []
+    for name, other in (("emanual-tv", "scifact"), ("scifact", "emanual-tv")):
+        pos.append(relevance(retrievers[name], list(sets[name].queries.values())))
+        neg.append(relevance(retrievers[name], list(sets[other].queries.values())))
+        print(
+            f"{name} index: own questions median {np.median(pos[-1]):.3f} (p5 {np.percentile(pos[-1], 5):.3f}); "
+            f"foreign questions median {np.median(neg[-1]):.3f} (p95 {np.percentile(neg[-1], 95):.3f})"
+        )
+    p, n = np.concatenate(pos), np.concatenate(neg)
+    best = max(np.arange(0.05, 0.8, 0.01), key=lambda t: ((p >= t).mean() + (n < t).mean()) / 2)
+    print(
+        json.dumps(
+            {
+                "threshold": round(float(best), 2),
+                "answerable_kept": round(float((p >= best).mean()), 4),
+                "unanswerable_refused": round(float((n < best).mean()), 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""A multi-turn chat over RAG: follow-ups are rewritten into standalone questions before retrieval,
+and every turn is appended to a JSONL file in the workspace."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from expertkit.rag import RAG, Answer
+
+REWRITE_PROMPT = (
+    "Rewrite the follow-up question so that it can be understood without the conversation. "
+    "Reply with the rewritten question only.\n\nConversation:\n{history}\n\nFollow-up question: {question}"
+)
+HISTORY_TURNS = 3  # earlier turns given to the model; retrieval sees the rewritten question
+
+
+class ChatSession:
+    def __init__(self, rag: RAG, folder: Path) -> None:
+        self.rag = rag
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / time.strftime("%Y%m%d-%H%M%S.jsonl")
+        self.turns: list[tuple[str, Answer]] = []
+        self.last_query: str | None = None
+
+    @property
+    def last(self) -> Answer | None:
+        return self.turns[-1][1] if self.turns else None
+
+    def reset(self) -> None:
+        self.turns.clear()
+        self._log({"event": "reset"})
+
+    def history(self) -> list[dict[str, str]]:
+        out = []
+        for question, answer in self.turns[-HISTORY_TURNS:]:
+            out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        return out
+
+    def standalone(self, question: str) -> str:
+        """The follow-up as a standalone question, for retrieval. Falls back to joining it with the
+        previous question when the model's rewrite is unusable (empty, or rambling)."""
+        if not self.turns:
+            return question
+        previous = self.turns[-1][0]
+        if self.rag.generator is None:
+            return f"{previous} {question}"
+        lines = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in self.history())
+        gen = self.rag.generator.generate(
+            [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}], 48, 0.0
+        )
+        rewrite = re.sub(r"^(rewritten question|question)\s*:\s*", "", gen.text.strip().split("\n")[0], flags=re.I)
+        if not rewrite or len(rewrite) > 4 * len(question) + 80:
+            return f"{previous} {question}"
+        return rewrite
+
+    def ask(self, question: str) -> Answer:
+        query = self.standalone(question)
+        self.last_query = query
+        answer = self.rag.ask(question, history=self.history(), retrieval_query=query)
+        self.turns.append((question, answer))
+        self._log({"event": "turn", "question": question, "retrieval_query": query, **answer.to_json()})
+        return answer
+
+    def _log(self, record: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:  # appended whole lines: a crash loses at most one turn
+            fh.write(json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n")

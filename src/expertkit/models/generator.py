@@ -1,0 +1,395 @@
+"""Generators: chat messages → text, streamed. Local transformers (+ PEFT adapter), optional llama.cpp,
+and any OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp server, a hosted API).
+
+The prompt is always built with the model's own chat template where the tokenizer has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.models.embedder import cpu_has_native_bf16
+from expertkit.models.registry import REGISTRY, resolve
+
+Messages = list[dict[str, str]]
+OnToken = Callable[[str], None]
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float  # time to generate, model load excluded
+    finish_reason: str = "stop"  # stop | length | interrupted
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class Generator(Protocol):
+    """What RAG, chat, synth and evaluation need from a model."""
+
+    name: str
+    context_window: int
+
+    def count_tokens(self, messages: Messages) -> int:
+        """Tokens of the prompt these messages make, template included."""
+
+    def generate(
+        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
+    ) -> Generation: ...
+
+
+def model_cache_dir() -> Path:
+    """Per-user cache of converted models: $EXPERTKIT_CACHE, else $XDG_CACHE_HOME/expertkit, else ~/.cache."""
+    root = os.environ.get("EXPERTKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "expertkit"
+    )
+    return Path(root) / "models"
+
+
+def local_model_path(name: str) -> str:
+    """A folder transformers loads fast. A registry GGUF is converted once into safetensors in the cache.
+
+    Loading the GGUF each time costs about 18 s on a small CPU, and a GGUF-loaded model keeps a GGUF
+    quantizer attached that blocks saving and training; the converted copy has neither problem.
+    """
+    path = resolve(name, "generator")
+    if not path.endswith(".gguf"):
+        return path
+    target = (
+        model_cache_dir() / REGISTRY[name.lower()].name
+        if name.lower() in REGISTRY
+        else model_cache_dir() / Path(path).stem
+    )
+    if (target / "config.json").exists():
+        return str(target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, file = os.path.dirname(path), os.path.basename(path)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    model.hf_quantizer = None  # transformers 5 keeps the GGUF quantizer; it blocks save_pretrained
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "expertkit-source.json").write_text(json.dumps({"gguf": path}))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, target)  # atomic: an interrupted conversion never leaves a half model behind
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    return str(target)
+
+
+class _Stop:
+    """A stopping criterion that Ctrl-C (or anything else) can set from another thread."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, input_ids, scores, **kwargs) -> bool:
+        return self.event.is_set()
+
+
+class TransformersGenerator:
+    """A local causal LM via transformers, in bf16 where the CPU has native bf16, optionally with a LoRA adapter."""
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m-instruct",
+        adapter: str | Path | None = None,
+        dtype: str = "auto",
+        repetition_penalty: float = 1.0,
+    ) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        self.name = model
+        self.path = local_model_path(model)
+        self.dtype = ("bf16" if cpu_has_native_bf16() else "fp32") if dtype == "auto" else dtype
+        torch_dtype = torch.bfloat16 if self.dtype == "bf16" else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype)
+        except OSError as exc:
+            raise ModelNotInstalledError(f"cannot load model {model!r} from {self.path}: {exc}") from None
+        self.adapter = None
+        if adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(adapter))
+            self.adapter = str(adapter)
+        self.model.eval()
+        # 1.0: a penalty also punishes copying numbers and names from the passages, which RAG needs
+        self.repetition_penalty = repetition_penalty
+        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self.has_chat_template = bool(self.tokenizer.chat_template)
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text: the model's own chat template; a plain transcript only for base models without one."""
+        if self.has_chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n\n".join(lines) + "\n\nAssistant:"
+
+    def count_tokens(self, messages: Messages) -> int:
+        return len(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
+    ) -> Generation:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        prompt = self.render(messages)
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        n_prompt = int(inputs["input_ids"].shape[1])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = _Stop()
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        kwargs = dict(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([stop]),
+            repetition_penalty=self.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            **sampling,
+        )
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    result["ids"] = self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced in the caller's thread
+                result["error"] = exc
+                streamer.end()
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        parts: list[str] = []
+        finish = "stop"
+        try:
+            for piece in streamer:
+                parts.append(piece)
+                if on_token and piece:
+                    on_token(piece)
+        except KeyboardInterrupt:
+            stop.event.set()  # let generate() return cleanly, then report what was produced
+            finish = "interrupted"
+            worker.join()
+        worker.join()
+        seconds = time.perf_counter() - started
+        if "error" in result:
+            raise result["error"]
+        n_out = int(result["ids"].shape[1]) - n_prompt if "ids" in result else len(parts)
+        if finish != "interrupted" and n_out >= max_new_tokens:
+            finish = "length"
+        return Generation("".join(parts).strip(), n_prompt, n_out, seconds, finish)
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible /v1/chat/completions endpoint, streamed, with timeouts and retries.
+
+    Retries cover connection errors, 429 and 5xx before the first token arrives; after that a broken
+    stream is an error, never a silently shortened answer.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        timeout: float = 60.0,
+        retries: int = 2,
+        context_window: int = 4096,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = model
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.context_window = context_window
+
+    def count_tokens(self, messages: Messages) -> int:
+        # the remote tokenizer is unknown; 4 characters a token is the usual estimate for English
+        return sum(len(m["content"]) // 4 + 4 for m in messages)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def generate(
+        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
+    ) -> Generation:
+        import httpx
+
+        body = {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": max_new_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            started = time.perf_counter()
+            try:
+                with (
+                    httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))) as client,
+                    client.stream("POST", url, json=body, headers=self._headers()) as response,
+                ):
+                    if response.status_code in (429, 500, 502, 503, 504):
+                        last = f"HTTP {response.status_code}: {response.read().decode(errors='replace')[:200]}"
+                        continue
+                    if response.status_code >= 400:
+                        detail = response.read().decode(errors="replace")[:300]
+                        raise GeneratorError(f"{url} answered HTTP {response.status_code}: {detail}")
+                    return self._read_stream(response, url, started, on_token, messages)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last = f"cannot connect ({exc})"
+            except httpx.TimeoutException:
+                raise GeneratorError(
+                    f"{url} did not answer within {self.timeout:.0f}s; raise the timeout or check the server"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise GeneratorError(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise GeneratorError(f"{url} failed after {self.retries + 1} attempts: {last}. Is the server running?")
+
+    def _read_stream(
+        self, response, url: str, started: float, on_token: OnToken | None, messages: Messages
+    ) -> Generation:
+        parts: list[str] = []
+        usage: dict = {}
+        finish = "stop"
+        done = False
+        try:
+            for line in response.iter_lines():
+                if not line.strip() or line.startswith(":"):
+                    continue
+                if not line.startswith("data:"):
+                    raise GeneratorError(f"malformed stream from {url}: expected 'data:' lines, got {line[:80]!r}")
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    event = json.loads(data)
+                except json.JSONDecodeError:
+                    raise GeneratorError(f"malformed stream from {url}: not JSON: {data[:80]!r}") from None
+                if "error" in event:
+                    raise GeneratorError(f"{url} reported an error mid-stream: {event['error']}")
+                usage = event.get("usage") or usage
+                for choice in event.get("choices", []):
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        parts.append(piece)
+                        if on_token:
+                            on_token(piece)
+                    finish = choice.get("finish_reason") or finish
+        except KeyboardInterrupt:
+            finish, done = "interrupted", True
+        if not done:
+            raise GeneratorError(f"malformed stream from {url}: it ended without [DONE]")
+        text = "".join(parts)
+        return Generation(
+            text.strip(),
+            int(usage.get("prompt_tokens") or self.count_tokens(messages)),
+            int(usage.get("completion_tokens") or len(parts)),
+            time.perf_counter() - started,
+            finish,
+        )
+
+
+class LlamaCppGenerator:
+    """A GGUF file through llama-cpp-python (``pip install 'expertkit[llamacpp]'``): faster on CPU."""
+
+    def __init__(self, model: str = "smollm2-135m-instruct", n_ctx: int = 4096, n_threads: int | None = None) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ModelNotInstalledError(
+                "the llama.cpp generator needs llama-cpp-python: pip install 'expertkit[llamacpp]'"
+            ) from None
+        path = resolve(model, "generator")
+        if not path.endswith(".gguf"):
+            raise ModelNotInstalledError(f"{model}: the llama.cpp generator loads GGUF files, got {path}")
+        self.name = model
+        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False)
+        self.context_window = n_ctx
+
+    def count_tokens(self, messages: Messages) -> int:
+        text = "".join(m["content"] for m in messages)
+        return len(self.llm.tokenize(text.encode())) + 8 * len(messages)
+
+    def generate(
+        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
+    ) -> Generation:
+        started = time.perf_counter()
+        parts: list[str] = []
+        finish = "stop"
+        try:  # llama.cpp applies the chat template stored in the GGUF
+            for event in self.llm.create_chat_completion(
+                messages, max_tokens=max_new_tokens, temperature=temperature, stream=True
+            ):
+                piece = event["choices"][0]["delta"].get("content") or ""
+                if piece:
+                    parts.append(piece)
+                    if on_token:
+                        on_token(piece)
+                finish = event["choices"][0].get("finish_reason") or finish
+        except KeyboardInterrupt:
+            finish = "interrupted"
+        text = "".join(parts)
+        return Generation(
+            text.strip(),
+            self.count_tokens(messages),
+            len(self.llm.tokenize(text.encode(), add_bos=False)),
+            time.perf_counter() - started,
+            finish,
+        )
+
+
+def make_generator(settings, adapter: str | Path | None = None) -> Generator:
+    """The generator that ``settings`` (a GenerateSettings) names."""
+    if settings.backend == "openai":
+        if not settings.base_url:
+            from expertkit.errors import ConfigError
+
+            raise ConfigError("generate.base_url: required for backend = openai, e.g. http://localhost:8000/v1")
+        return OpenAIGenerator(
+            settings.base_url,
+            settings.model,
+            os.environ.get(settings.api_key_env, ""),
+            settings.timeout_s,
+            settings.retries,
+        )
+    if settings.backend == "llamacpp":
+        return LlamaCppGenerator(settings.model)
+    return TransformersGenerator(settings.model, adapter=adapter, dtype=settings.dtype)

