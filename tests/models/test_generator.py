@@ -4,6 +4,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,9 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 def test_shipped_model_is_converted_once_to_safetensors(generator):
     path = local_model_path("smollm2-135m-instruct")
     assert path.startswith(str(model_cache_dir()))
-    files = {p.split("/")[-1] for p in __import__("glob").glob(path + "/*")}
+    files = {p.name for p in Path(path).iterdir()}
     assert "model.safetensors" in files and "config.json" in files
-    config = json.loads(open(path + "/config.json").read())
+    config = json.loads((Path(path) / "config.json").read_text())
     assert "quantization_config" not in config  # the GGUF quantizer is gone, so saving and training work
     assert generator.has_chat_template and generator.dtype in ("bf16", "fp32")
 
