@@ -22,6 +22,7 @@ from rich.progress import (
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -38,6 +39,8 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
+synth_app = typer.Typer(no_args_is_help=True, help="Make training data from the ingested documents.")
+app.add_typer(synth_app, name="synth")
 
 console = Console()
 err = Console(stderr=True)
@@ -373,9 +376,22 @@ def _rag(ws: Workspace, adapter: str | None = None):
     from expertkit.retrieve import Retriever
 
     index = ws.open_index()
+    settings = ws.settings.generate
     adapter_path = _adapter_path(ws, adapter) if adapter else None
-    with err.status(f"loading {ws.settings.generate.model}…"):
-        generator = make_generator(ws.settings.generate, adapter=adapter_path)
+    if adapter_path is not None:
+        from expertkit.tune.adapters import read_lineage, staleness
+
+        lineage = read_lineage(adapter_path)
+        for line in staleness(lineage, index):
+            err.print(
+                f"[yellow]warning: adapter {adapter} is stale, a document it was trained on {line}; "
+                "retrain it (expertkit tune) or rely on RAG for that content[/yellow]"
+            )
+        if lineage.get("method") == "full":  # a full fine-tune is a whole model, not an adapter
+            settings = settings.model_copy(update={"model": str(adapter_path)})
+            adapter_path = None
+    with err.status(f"loading {settings.model}…"):
+        generator = make_generator(settings, adapter=adapter_path)
     g, r = ws.settings.generate, ws.settings.rag
     return RAG(
         Retriever(index, _embedder(ws), ws.settings.search),
@@ -390,7 +406,7 @@ def _rag(ws: Workspace, adapter: str | None = None):
 
 def _adapter_path(ws: Workspace, name: str) -> Path:
     path = Path(name) if Path(name).exists() else ws.root / "adapters" / name
-    if not (path / "adapter_config.json").exists():
+    if not (path / "adapter_config.json").exists() and not (path / "config.json").exists():
         raise ExpertkitError(
             f"no adapter {name!r} in {ws.root / 'adapters'}: train one with `expertkit tune`, "
             "or list them with `expertkit adapters`"
@@ -604,6 +620,351 @@ def eval_retrieval(
         f"{scores.recall10:.4f}",
         f"{scores.recall100:.4f}",
         f"{scores.mrr10:.4f}",
+    )
+    console.print(table)
+
+
+# -- synth, tune, adapters, merge -----------------------------------------------------------------------
+
+
+def _chunk_progress(total: int) -> tuple[Progress, object]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    return progress, progress.add_task("synth", total=total)
+
+
+def _synth_generator(ws: Workspace, mode: str):
+    if mode != "model":
+        return None
+    from expertkit.models.generator import make_generator
+
+    with err.status(f"loading {ws.settings.generate.model}…"):
+        return make_generator(ws.settings.generate)
+
+
+def _print_synth(report) -> None:
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
+    console.print(
+        f"wrote {report.written} examples to {report.out} and {report.heldout} held out to "
+        f"{report.heldout_path} ({kinds}; {report.duplicates} duplicates removed)"
+    )
+
+
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        help="extractive (no model: rows, facts, sections) or model (the generator "
+        "writes them; set generate.* to a stronger endpoint)"
+    ),
+]
+
+
+@synth_app.command("qa")
+def synth_qa_cmd(
+    out: Annotated[Path, typer.Option(help="JSONL file to write (chat format)")],
+    mode: ModeOpt = "extractive",
+    holdout: Annotated[float, typer.Option(help="share of questions written apart for evaluation")] = 0.1,
+    per_chunk: Annotated[int, typer.Option(help="at most this many fact questions per chunk")] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Question–answer pairs from the ingested chunks, deduplicated, with a held-out split."""
+    from expertkit.tune.synth import synth_qa
+
+    ws = _open(workspace, set_)
+    index = ws.open_index()
+    generator = _synth_generator(ws, mode)
+    progress, task = _chunk_progress(index.stats().chunks)
+    with progress:
+        report = synth_qa(index, out, mode, generator, holdout, seed, per_chunk, lambda: progress.advance(task))
+    _print_synth(report)
+
+
+@synth_app.command("raft")
+def synth_raft_cmd(
+    out: Annotated[Path, typer.Option(help="JSONL file to write (chat format, the prompt `ask` builds)")],
+    distractors: Annotated[int, typer.Option(help="distractor passages per example")] = 3,
+    p_oracle: Annotated[float, typer.Option(help="share of examples that include the oracle passage")] = 0.8,
+    absent: Annotated[
+        str,
+        typer.Option(
+            help="answer when the oracle is left out: refuse ('Not found in the "
+            "documents.') or memorize (answer anyway, as in the RAFT paper)"
+        ),
+    ] = "refuse",
+    mode: ModeOpt = "extractive",
+    holdout: Annotated[float, typer.Option(help="share of questions written apart for evaluation")] = 0.1,
+    per_chunk: Annotated[int, typer.Option(help="at most this many fact questions per chunk")] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """RAFT examples: question + oracle chunk + distractors in the `ask` prompt, answers that cite the oracle."""
+    from expertkit.retrieve import Retriever
+    from expertkit.tune.synth import synth_raft
+
+    ws = _open(workspace, set_)
+    index = ws.open_index()
+    generator = _synth_generator(ws, mode)
+    retriever = Retriever(index, _embedder(ws), ws.settings.search)
+    progress, task = _chunk_progress(index.stats().chunks)
+    with progress:
+        report = synth_raft(
+            index,
+            retriever,
+            out,
+            distractors,
+            p_oracle,
+            absent,
+            mode,
+            generator,
+            holdout,
+            seed,
+            per_chunk,
+            lambda: progress.advance(task),
+        )
+    _print_synth(report)
+
+
+class _TrainProgress:
+    def __init__(self, progress: Progress, tokens_per_step: float) -> None:
+        self.progress = progress
+        self.task = progress.add_task("train", total=None, loss="–", tps=0.0)
+        self.tokens_per_step = tokens_per_step
+        self.started = time.perf_counter()
+
+    def update(self, step: int, max_steps: int, loss: float | None) -> None:
+        elapsed = time.perf_counter() - self.started
+        fields = {"tps": step * self.tokens_per_step / elapsed if elapsed else 0.0}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4f}"
+        self.progress.update(self.task, completed=step, total=max_steps, **fields)
+
+
+@app.command()
+def tune(
+    data: Annotated[Path, typer.Argument(help="training data: JSONL (chat, alpaca, prompt/completion, text) or .txt")],
+    method: Annotated[str | None, typer.Option(help="lora | qlora | full")] = None,
+    base: Annotated[str | None, typer.Option(help="base model [default: generate.model]")] = None,
+    name: Annotated[str | None, typer.Option(help="adapter name [default: the data file's name]")] = None,
+    epochs: Annotated[float | None, typer.Option(help="passes over the data")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="learning rate")] = None,
+    r: Annotated[int | None, typer.Option("-r", help="LoRA rank")] = None,
+    max_length: Annotated[int | None, typer.Option(help="tokens per example")] = None,
+    overlong: Annotated[str | None, typer.Option(help="examples over max_length: truncate | drop")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="skip malformed lines (counted) instead of refusing to start")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the run's last complete checkpoint")] = False,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune with LoRA, QLoRA (4-bit NF4 base) or fully; the adapter is stored with its lineage."""
+    from expertkit.tune.data import load_training_data
+    from expertkit.tune.train import check_hardware, train
+
+    ws = _open(
+        workspace,
+        set_,
+        {
+            "tune": {
+                "method": method,
+                "base": base,
+                "epochs": epochs,
+                "max_steps": max_steps,
+                "learning_rate": learning_rate,
+                "r": r,
+                "max_length": max_length,
+                "overlong": overlong,
+            }
+        },
+    )
+    t = ws.settings.tune
+    check_hardware(t.method)  # before loading anything
+    training = load_training_data(data, skip_bad=skip_bad)
+    if training.skipped:
+        console.print(
+            f"[yellow]skipped {len(training.skipped)} bad line(s)[/yellow]: " + "; ".join(training.skipped[:3])
+        )
+    base_model = t.base or ws.settings.generate.model
+    run_name = name or data.stem
+    per_step = (
+        t.batch_size * t.grad_accum * max(1, sum(len(e.messages or []) for e in training.examples[:50]) * 60 // 50)
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("~{task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        result = train(training, base_model, ws.root, run_name, t, resume, _TrainProgress(progress, per_step))
+    if result.overlong:
+        console.print(
+            f"[yellow]{len(result.overlong)} example(s) longer than max_length={t.max_length}[/yellow] "
+            f"({t.overlong}d; lines {', '.join(map(str, result.overlong[:10]))})"
+        )
+    last = result.losses[-1][1] if result.losses else float("nan")
+    console.print(
+        f"{t.method} on {base_model}: {result.steps} steps, final loss {last:.4f}, "
+        f"{result.tokens_per_second:,.0f} tok/s, peak RSS {result.peak_rss_mb:,.0f} MB, "
+        f"{result.seconds:.0f}s"
+    )
+    console.print(f"run: {result.run_dir} (loss.png, run.json)")
+    if result.interrupted:
+        console.print(
+            "[yellow]interrupted[/yellow]: a checkpoint was saved; continue with "
+            f"`expertkit tune {data} --name {run_name} --resume`"
+        )
+        raise typer.Exit(130)
+    console.print(f"adapter: {result.adapter_dir} · use it with `expertkit ask --adapter {run_name} ...`")
+
+
+@app.command()
+def adapters(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """Adapters in the workspace with their lineage; warns when documents they learned from changed."""
+    from expertkit.tune.adapters import list_adapters
+
+    ws = _open(workspace, None)
+    index = ws.open_index() if ws.has_index() else None
+    items = list_adapters(ws.root, index)
+    if json_:
+        print(
+            json.dumps(
+                {"adapters": [{"name": a.name, "path": str(a.path), "stale": a.stale, **a.lineage} for a in items]},
+                indent=2,
+            )
+        )
+        return
+    if not items:
+        console.print("no adapters yet: train one with `expertkit tune DATA`")
+        return
+    table = Table("name", "method", "base", "examples", "data sha256", "created", "status")
+    for a in items:
+        lin = a.lineage
+        status_text = "[yellow]stale[/yellow]: " + "; ".join(a.stale) if a.stale else "[green]current[/green]"
+        table.add_row(
+            a.name,
+            str(lin.get("method", "?")),
+            str(lin.get("base", "?")),
+            str(lin.get("examples", "?")),
+            str(lin.get("data_sha256", ""))[:12],
+            str(lin.get("created", "")),
+            status_text,
+        )
+    console.print(table)
+    for a in items:
+        if a.stale:
+            err.print(f"[yellow]warning: adapter {a.name} is stale: {'; '.join(a.stale)}; retrain it[/yellow]")
+
+
+@app.command()
+def merge(
+    name: Annotated[str, typer.Argument(help="adapter name")],
+    out: Annotated[Path | None, typer.Option(help="folder to write [default: WORKSPACE/models/NAME-merged]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Merge an adapter into its base: one model folder, with the base's tokenizer and chat template."""
+    from expertkit.tune.adapters import merge_adapter
+
+    ws = _open(workspace, None)
+    target = out or ws.root / "models" / f"{name}-merged"
+    with err.status(f"merging {name}…"):
+        path = merge_adapter(_adapter_path(ws, name), target)
+    console.print(f"merged model: {path} · use it with --set generate.model={path}")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    beir: Annotated[Path, typer.Option(help="BEIR folder with answers.jsonl (gold answers)")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    no_rag: Annotated[bool, typer.Option("--no-rag", help="the bare model, no retrieval (the baseline)")] = False,
+    adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name")] = None,
+    limit: Annotated[int | None, typer.Option(help="a seeded sample of this many questions")] = 50,
+    seed: Annotated[int, typer.Option(help="sample seed")] = 0,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace", "-w", help="reuse this workspace (ingested incrementally) instead of a scratch one"
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write every question's answer and scores here (JSONL)")] = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """ROUGE-L, token F1 and citation accuracy of answers against gold answers."""
+    from expertkit.evaluate.answers import evaluate_answers, sample_questions
+    from expertkit.evaluate.beir import load_beir
+    from expertkit.ingest.sync import Ingestor
+
+    data = load_beir(beir, split)
+    if not data.answers:
+        raise ExpertkitError(f"{beir} has no answers.jsonl: answer evaluation needs gold answers")
+    scratch = None
+    if workspace is None:
+        scratch = tempfile.TemporaryDirectory(prefix="expertkit-answers-")
+        workspace = Path(scratch.name)
+    ws = _open(workspace, set_, create=True)
+    index = ws.open_index(create=True)
+    s = ws.settings.ingest
+    report = Ingestor(index, _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb).sync([data.corpus])
+    if not report.ok:
+        raise ExpertkitError(f"could not ingest {data.corpus}")
+    index.close()
+    rag = _rag(ws, adapter)
+    ids = sample_questions(data, limit, seed)
+    route = ("base" if no_rag else "rag") + ("+ft" if adapter else "")
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as progress:
+        task = progress.add_task(f"answers ({route})", total=len(ids))
+        scores = evaluate_answers(
+            rag, data, ids, use_rag=not no_rag, route=route, on_item=lambda: progress.advance(task)
+        )
+    if out:
+        out.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in scores.items), encoding="utf-8")
+    if scratch:
+        scratch.cleanup()
+    if json_:
+        print(json.dumps(scores.to_json()))
+        return
+    table = Table(
+        "route",
+        "questions",
+        "ROUGE-L",
+        "token F1",
+        "found",
+        "cited",
+        "citations in gold",
+        "valid citations",
+        "p50 latency",
+        "tok/s",
+    )
+    pct = lambda v: "–" if v is None else f"{v:.0%}"  # noqa: E731
+    table.add_row(
+        route,
+        str(scores.questions),
+        f"{scores.rouge_l:.4f}",
+        f"{scores.token_f1:.4f}",
+        pct(scores.found),
+        pct(scores.cited),
+        pct(scores.citations_in_gold),
+        pct(scores.citations_valid),
+        f"{scores.latency_ms_p50 / 1000:.1f} s",
+        f"{scores.tokens_per_s:.1f}",
     )
     console.print(table)
 

@@ -89,6 +89,32 @@ class RagSettings(Section):
     )
 
 
+class TuneSettings(Section):
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="qlora = LoRA on a 4-bit NF4 base")
+    base: str = Field("", description="base model; empty = generate.model")
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
+    targets: list[str] = Field(default_factory=list, description="LoRA target modules; empty = chosen per architecture")
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    epochs: float = Field(2.0, gt=0, le=100)
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1 = run the epochs)")
+    max_length: int = Field(1024, ge=16, le=131_072, description="tokens per example")
+    overlong: Literal["truncate", "drop"] = Field("truncate", description="examples longer than max_length")
+    batch_size: int = Field(4, ge=1, le=4096, description="examples per micro-batch (activation memory grows with it)")
+    grad_accum: int = Field(
+        2, ge=1, le=1024, description="gradient accumulation steps (effective batch = batch_size × this)"
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    grouping: Literal["length", "random", "packing"] = Field(
+        "length", description="length = batches of similar length (least padding); packing = TRL packing"
+    )
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps")
+    logging_steps: int = Field(1, ge=1)
+    seed: int = 42
+
+
 class Settings(Section):
     embed: EmbedSettings = EmbedSettings()
     ingest: IngestSettings = IngestSettings()
@@ -96,6 +122,7 @@ class Settings(Section):
     search: SearchSettings = SearchSettings()
     generate: GenerateSettings = GenerateSettings()
     rag: RagSettings = RagSettings()
+    tune: TuneSettings = TuneSettings()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

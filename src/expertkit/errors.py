@@ -35,3 +35,11 @@ class GeneratorError(ExpertkitError):
 
 class QuestionError(ExpertkitError):
     """A question that cannot be asked: empty, or longer than the model's context window."""
+
+
+class DataError(ExpertkitError):
+    """Training data that cannot be used as it is; the message names the file and line."""
+
+
+class TrainingError(ExpertkitError):
+    """A training run that cannot start or had to stop (hardware, NaN loss, a wrong adapter)."""

@@ -67,6 +67,12 @@ class IndexConformance:
         stats = index.stats()
         assert (stats.documents, stats.chunks, stats.tags, stats.dim) == (1, 2, {"ops": 1}, DIM)
 
+    def test_source_chunks_in_document_order(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/a.md", ["first", "second", "third"]))
+        assert [c.text for c in index.source_chunks("/d/a.md")] == ["first", "second", "third"]
+        assert index.source_chunks("/d/missing.md") == []
+
     def test_bm25_ranks_matching_chunks(self, index):
         index.bind_embedder("test-embedder", DIM)
         for i, texts in enumerate(

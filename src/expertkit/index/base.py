@@ -79,6 +79,9 @@ class Index(Protocol):
     def get_chunks(self, chunk_ids: list[str]) -> list[Chunk]:
         """Chunks by id, in the order asked; unknown ids are left out."""
 
+    def source_chunks(self, path: str) -> list[Chunk]:
+        """Every chunk of one source, in document order."""
+
     def stats(self) -> IndexStats: ...
 
     def close(self) -> None: ...

@@ -358,6 +358,10 @@ class SQLiteIndex:
                 )
         return [found[c] for c in chunk_ids if c in found]
 
+    def source_chunks(self, path: str) -> list[Chunk]:
+        sql = "SELECT chunk_id FROM chunks WHERE source_id = (SELECT id FROM sources WHERE path = ?) ORDER BY ordinal"
+        return self.get_chunks([cid for (cid,) in self.db.execute(sql, (path,))])
+
     def stats(self) -> IndexStats:
         docs = self.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]

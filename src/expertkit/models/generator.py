@@ -136,6 +136,10 @@ class TransformersGenerator:
         if adapter is not None:
             from peft import PeftModel
 
+            from expertkit.tune.adapters import check_compatible
+
+            check_compatible(Path(adapter), self.model.config, model)
+
             self.model = PeftModel.from_pretrained(self.model, str(adapter))
             self.adapter = str(adapter)
         self.model.eval()

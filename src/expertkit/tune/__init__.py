@@ -1,0 +1,1 @@
+"""Fine-tuning: training data (formats, synth, RAFT), LoRA/QLoRA training, adapters, merge."""
