@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# The demo: a workspace over the sample corpus (Norvale Pumps), then searches that hit every format.
+# The demo: a workspace over the sample corpus (Norvale Pumps, invented facts in PDF, DOCX, CSV,
+# Markdown and HTML), searches that hit each format, then three questions answered with verified
+# citations: one from the CSV table, one from the PDF manual, one the documents cannot answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EK=".venv/bin/expertkit"
 WS="demo-workspace"
-export HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-120}"
+export HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-120}" EXPERTKIT_STREAM="${EXPERTKIT_STREAM:-1}"
 
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+say expertkit init "$WS"
 $EK init "$WS"
+say expertkit ingest examples/corpus --tag norvale -w "$WS"
 $EK ingest examples/corpus --tag norvale -w "$WS"
+say expertkit status -w "$WS"
 $EK status -w "$WS"
-for q in "What torque for the impeller nut?" \
-         "price of the 45 mm mechanical seal kit" \
-         "how long is the warranty on NV-400 pumps" \
-         "bearing housing vent diameter" \
-         "working length when fitting a new mechanical seal"; do
-  echo
-  echo "\$ expertkit search \"$q\" -k 3"
+for q in "price of the 45 mm mechanical seal kit" "What torque for the impeller nut?"; do
+  say expertkit search "\"$q\"" -k 3 -w "$WS"
   $EK search "$q" -k 3 -w "$WS"
+done
+for q in "What is the price in euros of the seal kit NP-4472?" \
+         "What torque is the impeller nut tightened to?" \
+         "Who won the football world cup in 2018?"; do
+  say expertkit ask "\"$q\"" -w "$WS"
+  $EK ask "$q" -w "$WS"
 done

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -972,6 +974,9 @@ def eval_answers(
 def main() -> None:  # noqa: D103
     """Entry point: user errors print one line and exit 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # bitsandbytes' CPU backend warns that it cannot fetch an optional kernel from the Hub; we never fetch
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         code = app(standalone_mode=False)
     except ExpertkitError as exc:

@@ -107,6 +107,30 @@ class _Stop:
         return self.event.is_set()
 
 
+class _NoRepeatInAnswer:
+    """Forbid repeating an n-gram of the answer itself. Unlike transformers' no_repeat_ngram_size and
+    repetition_penalty, it ignores the prompt, so copying facts from the passages stays free while the
+    loops small models fall into ("1. 1. 1. ...") are cut."""
+
+    def __init__(self, prompt_length: int, n: int = 6) -> None:
+        self.start = prompt_length
+        self.n = n
+
+    def __call__(self, input_ids, scores):
+        generated = input_ids[0, self.start :].tolist()
+        if len(generated) < self.n:
+            return scores
+        prefix = tuple(generated[-(self.n - 1) :])
+        banned = {
+            generated[i + self.n - 1]
+            for i in range(len(generated) - self.n + 1)
+            if tuple(generated[i : i + self.n - 1]) == prefix
+        }
+        if banned:
+            scores[0, list(banned)] = float("-inf")
+        return scores
+
+
 class TransformersGenerator:
     """A local causal LM via transformers, in bf16 where the CPU has native bf16, optionally with a LoRA adapter."""
 
@@ -162,7 +186,7 @@ class TransformersGenerator:
         self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
     ) -> Generation:
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
         prompt = self.render(messages)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -175,6 +199,7 @@ class TransformersGenerator:
             max_new_tokens=max_new_tokens,
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([stop]),
+            logits_processor=LogitsProcessorList([_NoRepeatInAnswer(n_prompt)]),
             repetition_penalty=self.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             **sampling,
