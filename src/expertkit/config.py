@@ -68,7 +68,7 @@ class GenerateSettings(Section):
     model: str = Field("smollm2-135m-instruct", description="registry name, local folder or hub id; remote model name")
     base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never this file)")
-    max_new_tokens: int = Field(200, ge=1, le=32_768)
+    max_new_tokens: int = Field(160, ge=1, le=32_768)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy")
     timeout_s: float = Field(120.0, gt=0, description="remote: seconds to wait for the server")
     retries: int = Field(2, ge=0, le=10, description="remote: retries on connection errors, 429 and 5xx")
@@ -76,7 +76,7 @@ class GenerateSettings(Section):
 
 
 class RagSettings(Section):
-    k: int = Field(5, ge=1, le=50, description="passages put into the prompt (fewer if they do not fit)")
+    k: int = Field(3, ge=1, le=50, description="passages put into the prompt (fewer if they do not fit)")
     min_relevance: float = Field(
         0.3,
         ge=-1.0,

@@ -74,7 +74,9 @@ def fact_questions(chunk: Chunk, per_chunk: int = 3) -> list[QA]:
     for sentence in split_sentences(chunk.text):
         if len(sentence) < 25 or len(sentence) > 400 or sentence.count(":") > 2:
             continue
-        match = _FACT.search(sentence)
+        # prefer a number with a unit ("68 N·m") over a bare one; a leading number is a heading's
+        matches = [m for m in _FACT.finditer(sentence) if m.start() > 0]
+        match = next((m for m in matches if m.group(2)), matches[0] if matches else None)
         if not match:
             continue
         cloze = (sentence[: match.start()] + "what" + sentence[match.end() :]).rstrip(" .;:")
