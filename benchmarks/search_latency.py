@@ -68,13 +68,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=200_000,
+        help="above this many chunks dense search uses HNSW (its one-off build is slow on 2 cores)",
+    )
     args = ap.parse_args()
     embedder = Embedder()
     embedder.encode(["warm up"])
     rng = np.random.default_rng(7)
     results = []
     for size in args.sizes:
-        index = SQLiteIndex(build(size), cache_dir=OUT / f"cache-{size}")
+        index = SQLiteIndex(build(size), cache_dir=OUT / f"cache-{size}", ann_threshold=args.ann_threshold)
         retriever = Retriever(index, embedder, SearchSettings())
         t = time.perf_counter()
         retriever.search("w10 w200", k=10, mode="dense")  # load (or build) the dense caches once

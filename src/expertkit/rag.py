@@ -128,10 +128,10 @@ class RAG:
         self,
         retriever: Retriever,
         generator: Generator | None,
-        k: int = 5,
-        min_relevance: float = 0.3,
+        k: int = 3,
+        min_relevance: float = 0.37,
         support_threshold: float = 0.55,
-        max_new_tokens: int = 200,
+        max_new_tokens: int = 160,
         temperature: float = 0.0,
     ) -> None:
         self.retriever = retriever
