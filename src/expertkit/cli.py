@@ -667,12 +667,16 @@ ModeOpt = Annotated[
 ]
 
 
+HoldoutOpt = Annotated[float, typer.Option(help="share of questions written apart for evaluation")]
+PerChunkOpt = Annotated[int, typer.Option(help="at most this many fact questions per chunk")]
+
+
 @synth_app.command("qa")
 def synth_qa_cmd(
     out: Annotated[Path, typer.Option(help="JSONL file to write (chat format)")],
     mode: ModeOpt = "extractive",
-    holdout: Annotated[float, typer.Option(help="share of questions written apart for evaluation")] = 0.1,
-    per_chunk: Annotated[int, typer.Option(help="at most this many fact questions per chunk")] = 3,
+    holdout: HoldoutOpt = 0.1,
+    per_chunk: PerChunkOpt = 3,
     seed: Annotated[int, typer.Option()] = 0,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
@@ -702,8 +706,8 @@ def synth_raft_cmd(
         ),
     ] = "refuse",
     mode: ModeOpt = "extractive",
-    holdout: Annotated[float, typer.Option(help="share of questions written apart for evaluation")] = 0.1,
-    per_chunk: Annotated[int, typer.Option(help="at most this many fact questions per chunk")] = 3,
+    holdout: HoldoutOpt = 0.1,
+    per_chunk: PerChunkOpt = 3,
     seed: Annotated[int, typer.Option()] = 0,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
