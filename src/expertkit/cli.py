@@ -472,7 +472,7 @@ def ask(
     if not question.strip():
         raise ExpertkitError('the question is empty: ask something, e.g. expertkit ask "What is the warranty?"')
     rag = _rag(ws, adapter)
-    streamed = not json_ and sys.stdout.isatty() or os.environ.get("EXPERTKIT_STREAM") == "1"
+    streamed = not json_ and (sys.stdout.isatty() or os.environ.get("EXPERTKIT_STREAM") == "1")
     on_token = (lambda piece: console.print(piece, end="", markup=False, highlight=False)) if streamed else None
     answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token)
     if json_:
