@@ -78,7 +78,7 @@ class GenerateSettings(Section):
 class RagSettings(Section):
     k: int = Field(3, ge=1, le=50, description="passages put into the prompt (fewer if they do not fit)")
     min_relevance: float = Field(
-        0.37,
+        0.3,
         ge=-1.0,
         le=1.0,
         description="best dense cosine below which the answer is 'not found' without calling the model "

@@ -129,7 +129,7 @@ class RAG:
         retriever: Retriever,
         generator: Generator | None,
         k: int = 3,
-        min_relevance: float = 0.37,
+        min_relevance: float = 0.3,
         support_threshold: float = 0.55,
         max_new_tokens: int = 160,
         temperature: float = 0.0,
