@@ -740,15 +740,16 @@ def synth_raft_cmd(
 
 
 class _TrainProgress:
-    def __init__(self, progress: Progress, tokens_per_step: float) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = progress.add_task("train", total=None, loss="–", tps=0.0)
-        self.tokens_per_step = tokens_per_step
         self.started = time.perf_counter()
 
-    def update(self, step: int, max_steps: int, loss: float | None) -> None:
+    def update(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None:
+        fields: dict = {}
         elapsed = time.perf_counter() - self.started
-        fields = {"tps": step * self.tokens_per_step / elapsed if elapsed else 0.0}
+        if tokens and elapsed > 0:
+            fields["tps"] = tokens / elapsed
         if loss is not None:
             fields["loss"] = f"{loss:.4f}"
         self.progress.update(self.task, completed=step, total=max_steps, **fields)
@@ -802,9 +803,6 @@ def tune(
         )
     base_model = t.base or ws.settings.generate.model
     run_name = name or data.stem
-    per_step = (
-        t.batch_size * t.grad_accum * max(1, sum(len(e.messages or []) for e in training.examples[:50]) * 60 // 50)
-    )
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -817,7 +815,7 @@ def tune(
         TimeRemainingColumn(),
         console=err,
     ) as progress:
-        result = train(training, base_model, ws.root, run_name, t, resume, _TrainProgress(progress, per_step))
+        result = train(training, base_model, ws.root, run_name, t, resume, _TrainProgress(progress))
     if result.overlong:
         console.print(
             f"[yellow]{len(result.overlong)} example(s) longer than max_length={t.max_length}[/yellow] "

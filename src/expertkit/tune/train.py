@@ -158,12 +158,12 @@ def train(
                 if not math.isfinite(loss) or grad_norm is not None and not math.isfinite(grad_norm):
                     state["nan"] = st.global_step
                     control.should_training_stop = True
-            if progress:
-                progress.update(st.global_step, st.max_steps, loss)
+            if progress:  # TRL logs the tokens seen so far (padding excluded)
+                progress.update(st.global_step, st.max_steps, loss, (logs or {}).get("num_tokens"))
 
         def on_step_end(self, args, st, control, **kw):
             if progress and not losses:
-                progress.update(st.global_step, st.max_steps, None)
+                progress.update(st.global_step, st.max_steps, None, None)
             if state["interrupted"]:
                 control.should_save = True
                 control.should_training_stop = True
