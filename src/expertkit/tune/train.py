@@ -88,6 +88,9 @@ def train(
 
     method = settings.method
     device = check_hardware(method)
+    import datasets
+
+    datasets.disable_progress_bars()  # our own bar reports progress
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     run_dir = out_root / "runs" / name
