@@ -55,6 +55,12 @@ def correct(answer: str, key: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument(
+        "--raft",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train a RAFT adapter for RAG + fine-tuned (else reuse the synth-qa adapter; much cheaper)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ek-inject-"))
     embedder = Embedder()
@@ -65,7 +71,7 @@ def main() -> None:
     synth_qa(index, qa, holdout=0.0)
     synth_raft(index, retriever, raft, holdout=0.0)
     adapters = {}
-    for name, data in (("qa", qa), ("raft", raft)):
+    for name, data in (("qa", qa), ("raft", raft))[: 2 if args.raft else 1]:
         s = TuneSettings(epochs=args.epochs, learning_rate=5e-4, max_length=768, save_steps=10_000)
         run = train(load_training_data(data), "smollm2-135m-instruct", work, name, s)
         adapters[name] = run.adapter_dir
@@ -74,11 +80,14 @@ def main() -> None:
             f"{run.tokens_per_second:.0f} tok/s",
             flush=True,
         )
+    both = (
+        ("RAG + fine-tuned (RAFT)", adapters["raft"]) if args.raft else ("RAG + fine-tuned (synth qa)", adapters["qa"])
+    )
     routes = [
         ("base", None, False),
         ("fine-tuned (synth qa)", adapters["qa"], False),
         ("RAG", None, True),
-        ("RAG + fine-tuned (RAFT)", adapters["raft"], True),
+        (*both, True),
     ]
     table = []
     for route, adapter, use_rag in routes:
