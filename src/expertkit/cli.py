@@ -473,12 +473,17 @@ def ask(
         raise ExpertkitError('the question is empty: ask something, e.g. expertkit ask "What is the warranty?"')
     rag = _rag(ws, adapter)
     streamed = not json_ and (sys.stdout.isatty() or os.environ.get("EXPERTKIT_STREAM") == "1")
-    on_token = (lambda piece: console.print(piece, end="", markup=False, highlight=False)) if streamed else None
-    answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token)
+    shown: list[str] = []
+
+    def on_token(piece: str) -> None:
+        shown.append(piece)
+        console.print(piece, end="", markup=False, highlight=False)
+
+    answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token if streamed else None)
     if json_:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return
-    _print_answer(answer, streamed)
+    _print_answer(answer, streamed=bool(shown))  # "not found" is never streamed: the model was not called
     if answer.finish_reason == "interrupted":
         raise typer.Exit(130)
 
