@@ -76,6 +76,33 @@ def _display_path(path: str) -> str:
         return path
 
 
+def _ingestor(ws: Workspace, index, embedder=None):
+    from expertkit.ingest.sync import Ingestor
+
+    s = ws.settings.ingest
+    return Ingestor(index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb)
+
+
+def _beir_workspace(workspace: Path | None, set_: list[str] | None, corpus: Path, progress=None):
+    """The workspace for an evaluation (a scratch one unless given), with ``corpus`` ingested incrementally.
+
+    Returns the workspace, its open index, the embedder (loaded once, for search too) and the scratch
+    folder to clean up (or None)."""
+    scratch = None
+    if workspace is None:
+        scratch = tempfile.TemporaryDirectory(prefix="expertkit-eval-")
+        workspace = Path(scratch.name)
+    ws = _open(workspace, set_, create=True)
+    index = ws.open_index(create=True)
+    embedder = _embedder(ws)
+    report = _ingestor(ws, index, embedder).sync([corpus], progress=progress)
+    if not report.ok:
+        raise ExpertkitError(
+            f"could not ingest {corpus}: " + "; ".join(r.reason or ", ".join(r.warnings) for r in report.failed)
+        )
+    return ws, index, embedder, scratch
+
+
 def _embedder(ws: Workspace):
     from expertkit.models.embedder import Embedder
 
@@ -127,12 +154,10 @@ def ingest(
     set_: SetOpt = None,
 ) -> None:
     """Ingest files incrementally: unchanged files are skipped, changed files replaced, one transaction each."""
-    from expertkit.ingest.sync import Ingestor
 
     ws = _open(workspace, set_, create=workspace is not None and not (workspace / "expertkit.toml").exists())
     index = ws.open_index(create=True)
-    s = ws.settings.ingest
-    ingestor = Ingestor(index, _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb)
+    ingestor = _ingestor(ws, index)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -577,20 +602,11 @@ def eval_retrieval(
     """nDCG@10, recall@10, recall@100 and MRR@10 of the retriever on a BEIR-format set."""
     from expertkit.evaluate.beir import load_beir
     from expertkit.evaluate.retrieval import evaluate_retrieval
-    from expertkit.ingest.sync import Ingestor
     from expertkit.retrieve import MODES, Retriever
 
     if mode not in MODES:
         raise ExpertkitError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
     data = load_beir(beir, split)
-    scratch = None
-    if workspace is None:
-        scratch = tempfile.TemporaryDirectory(prefix="expertkit-beir-")
-        workspace = Path(scratch.name)
-    ws = _open(workspace, set_, create=True)
-    index = ws.open_index(create=True)
-    embedder = _embedder(ws)
-    s = ws.settings.ingest
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -599,15 +615,7 @@ def eval_retrieval(
         TimeElapsedColumn(),
         console=err,
     ) as progress:
-        progress_cb = _RichSyncProgress(progress)
-        report = Ingestor(index, embedder, s.chunk_tokens, s.chunk_overlap, s.max_file_mb).sync(
-            [data.corpus], progress=progress_cb
-        )
-        if not report.ok:
-            raise ExpertkitError(
-                f"could not ingest {data.corpus}: "
-                + "; ".join(r.reason or ", ".join(r.warnings) for r in report.failed)
-            )
+        ws, index, embedder, scratch = _beir_workspace(workspace, set_, data.corpus, _RichSyncProgress(progress))
         task = progress.add_task(f"queries ({mode})", total=len(data.queries), chunks=0)
         scores = evaluate_retrieval(
             Retriever(index, embedder, ws.settings.search), data, mode, on_query=lambda: progress.advance(task)
@@ -917,21 +925,11 @@ def eval_answers(
     """ROUGE-L, token F1 and citation accuracy of answers against gold answers."""
     from expertkit.evaluate.answers import evaluate_answers, sample_questions
     from expertkit.evaluate.beir import load_beir
-    from expertkit.ingest.sync import Ingestor
 
     data = load_beir(beir, split)
     if not data.answers:
         raise ExpertkitError(f"{beir} has no answers.jsonl: answer evaluation needs gold answers")
-    scratch = None
-    if workspace is None:
-        scratch = tempfile.TemporaryDirectory(prefix="expertkit-answers-")
-        workspace = Path(scratch.name)
-    ws = _open(workspace, set_, create=True)
-    index = ws.open_index(create=True)
-    s = ws.settings.ingest
-    report = Ingestor(index, _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb).sync([data.corpus])
-    if not report.ok:
-        raise ExpertkitError(f"could not ingest {data.corpus}")
+    ws, index, _, scratch = _beir_workspace(workspace, set_, data.corpus)
     index.close()
     rag = _rag(ws, adapter)
     ids = sample_questions(data, limit, seed)
