@@ -123,11 +123,13 @@ class SQLiteIndex:
 
     # -- sources -------------------------------------------------------------------------------------
 
+    def _tags(self, source_id: int) -> tuple[str, ...]:
+        sql = "SELECT tag FROM source_tags WHERE source_id = ? ORDER BY tag"
+        return tuple(t for (t,) in self.db.execute(sql, (source_id,)))
+
     def _source_row(self, row: tuple) -> SourceRecord:
         sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at = row
-        tags = tuple(
-            t for (t,) in self.db.execute("SELECT tag FROM source_tags WHERE source_id=? ORDER BY tag", (sid,))
-        )
+        tags = self._tags(sid)
         return SourceRecord(
             path, content_hash, file_type, size, mtime, tags, n_chunks, title, tuple(json.loads(warnings)), synced_at
         )
@@ -342,6 +344,7 @@ class SQLiteIndex:
         if not chunk_ids:
             return []
         found: dict[str, Chunk] = {}
+        tags_by_source: dict[int, tuple[str, ...]] = {}
         for i in range(0, len(chunk_ids), 500):
             part = chunk_ids[i : i + 500]
             marks = ",".join("?" * len(part))
@@ -350,9 +353,9 @@ class SQLiteIndex:
                 f" c.record_id, s.id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE c.chunk_id IN ({marks})"
             )
             for cid, text, path, ordinal, start, end, ftype, page, section, rid, sid in self.db.execute(sql, part):
-                tags = tuple(
-                    t for (t,) in self.db.execute("SELECT tag FROM source_tags WHERE source_id=? ORDER BY tag", (sid,))
-                )
+                if sid not in tags_by_source:  # once per source, not once per chunk
+                    tags_by_source[sid] = self._tags(sid)
+                tags = tags_by_source[sid]
                 found[cid] = Chunk(
                     text, path, ordinal, start, end, ftype, page, tuple(json.loads(section)), rid, tags, cid
                 )
