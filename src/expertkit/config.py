@@ -62,8 +62,10 @@ class SearchSettings(Section):
 
 
 class GenerateSettings(Section):
-    backend: Literal["transformers", "openai", "llamacpp"] = Field(
-        "transformers", description="transformers (local), openai (any OpenAI-compatible server), llamacpp (GGUF)"
+    backend: Literal["auto", "transformers", "openai", "llamacpp"] = Field(
+        "auto",
+        description="auto = llamacpp for GGUF models (transformers with --adapter), openai when base_url is set; "
+        "transformers (local), openai (any OpenAI-compatible server), llamacpp (llama-server, GGUF)",
     )
     model: str = Field("smollm2-135m-instruct", description="registry name, local folder or hub id; remote model name")
     base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
@@ -72,7 +74,10 @@ class GenerateSettings(Section):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy")
     timeout_s: float = Field(120.0, gt=0, description="remote: seconds to wait for the server")
     retries: int = Field(2, ge=0, le=10, description="remote: retries on connection errors, 429 and 5xx")
-    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    dtype: Literal["auto", "bf16", "fp32"] = Field("auto", description="transformers: weights' precision")
+    ctx_size: int = Field(4096, ge=256, le=131_072, description="llamacpp: context tokens per request (slot)")
+    parallel: int = Field(2, ge=1, le=64, description="llamacpp: requests served at once (server slots)")
+    threads: int = Field(0, ge=0, le=512, description="llamacpp: CPU threads; 0 = the physical cores")
 
 
 class RagSettings(Section):

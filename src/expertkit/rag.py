@@ -26,17 +26,116 @@ from expertkit.schema import SearchHit
 
 NOT_FOUND = "Not found in the documents."
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages you are given. "
-    "Cite every fact with the number of its passage in square brackets, like [1]. "
-    f"If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+# The answer comes first and its citation follows; the worked example shows both cases. It sits in the
+# system message, a prefix shared by every question, so llama-server's prompt cache computes it once.
+SYSTEM_PROMPT = f"""You answer questions using only the numbered passages you are given.
+Write the answer first, in one or two short sentences, using the exact values from the passages. \
+Put the number of the passage it comes from after it, in square brackets, like [2].
+If the passages do not contain the answer, reply exactly: {NOT_FOUND}
+
+Example.
+Passages:
+[1] (price-list.csv, row 4)
+item: Filter cartridge FC-20; price_usd: 14.90
+[2] (manual.pdf, page 3, Maintenance)
+Replace the FC-20 cartridge every 500 operating hours.
+Question: How often must the FC-20 cartridge be changed?
+Answer: Every 500 operating hours [2].
+Question: What does the FC-30 cartridge cost?
+Answer: {NOT_FOUND}"""
+
+ANSWER_INSTRUCTION = (
+    "Answer in one or two sentences with the exact values, then cite the passage number like [2]. "
+    f"If the passages do not say, reply: {NOT_FOUND}"
 )
 
-ANSWER_INSTRUCTION = "Answer using the passages, and cite the passage number in square brackets, like [1]."
+# [1] [1, 2] [1;2] [1-3] [Passage 1] [passages 1 and 2] [Source 2]
+_CITATION = re.compile(
+    r"\[\s*(?:(?:passages?|sources?)\s*)?(\d+(?:\s*(?:[,;\-–]|and)\s*(?:(?:passages?|sources?)\s*)?\d+)*)\s*\]",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[“])|\n+")
+_WORD = re.compile(r"[^\W_]+")  # price_eur → price, eur
+_STOP = frozenset(
+    {
+        "the",
+        "and",
+        "for",
+        "are",
+        "was",
+        "were",
+        "with",
+        "that",
+        "this",
+        "from",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "its",
+        "has",
+        "have",
+        "had",
+        "but",
+        "not",
+        "you",
+        "your",
+        "per",
+        "can",
+        "will",
+        "into",
+        "than",
+        "then",
+        "there",
+        "their",
+        "they",
+        "been",
+        "being",
+        "does",
+        "did",
+        "any",
+        "all",
+        "our",
+        "out",
+        "when",
+        "where",
+        "why",
+    }
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# "This information is found in passage [1]." and the like: a pointer, not a claim
+_META = re.compile(r"\b(passages?|sources?|documents?|information|found in|according to|see)\b", re.IGNORECASE)
+_LABEL = re.compile(r"^\s*(answer|a)\s*:\s*", re.IGNORECASE)
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
-_WORD = re.compile(r"\w+")
+
+def parse_citation(group: str) -> list[int]:
+    """The passage numbers in one bracket: "1, 2", "1-3", "passage 1 and passage 2"."""
+    numbers: list[int] = []
+    for part in re.split(r"\s*(?:[,;]|\band\b)\s*", re.sub(r"(?i)passages?|sources?", "", group)):
+        lo, dash, hi = part.strip().partition("-") if "-" in part else part.strip().partition("–")
+        if dash and lo.strip().isdigit() and hi.strip().isdigit() and 0 <= int(hi) - int(lo) < 20:
+            numbers += range(int(lo), int(hi) + 1)
+        elif part.strip().isdigit():
+            numbers.append(int(part))
+    return numbers
+
+
+def numbers_in(text: str) -> set[float]:
+    """Numbers as values: 8,000 and 8000 match, 318 and 318.00 match."""
+    out = set()
+    for raw in _NUMBER.findall(text):
+        raw = re.sub(r",(?=\d{3}\b)", "", raw).replace(",", ".")
+        try:
+            out.add(float(raw))
+        except ValueError:
+            continue
+    return out
+
+
+def is_not_found(text: str) -> bool:
+    bare = _CITATION.sub("", text).strip().strip(".").strip().lower()
+    return bare == NOT_FOUND.rstrip(".").lower()
 
 
 @dataclass
@@ -48,6 +147,7 @@ class Citation:
     section: str | None
     record_id: str | None
     quote: str  # the passage sentence that best supports the answer
+    attributed: bool = False  # True when expertkit, not the model, chose this passage for a sentence
 
 
 @dataclass
@@ -63,6 +163,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     finish_reason: str = "stop"
     rag: bool = True
+    extractive: bool = False  # the answer quotes the passages: the model's own was empty or unsupported
+    model_answer: str = ""  # what the model wrote, before verification
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +172,8 @@ class Answer:
             "answer": self.answer,
             "found": self.found,
             "rag": self.rag,
+            "extractive": self.extractive,
+            "model_answer": self.model_answer,
             "citations": [asdict(c) for c in self.citations],
             "unsupported": self.unsupported,
             "invalid_citations": self.invalid_citations,
@@ -118,7 +222,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 or w.isdigit()}
+    """Content words, lightly stemmed (costs → cost), for overlap between answers and passages."""
+    words = (w for w in _WORD.findall(text.lower()) if (len(w) > 2 or w.isdigit()) and w not in _STOP)
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
 
 
 class RAG:
@@ -191,8 +297,7 @@ class RAG:
         t0 = time.perf_counter()
         hits = self.retriever.search(retrieval_query or question, k=k or self.k, filters=filters)
         timings["retrieve_ms"] = (time.perf_counter() - t0) * 1e3
-        relevance = max((h.scores.get("dense", 0.0) for h in hits), default=0.0)
-        if relevance < self.min_relevance:
+        if self.relevance(retrieval_query or question, hits) < self.min_relevance:
             # the model is not called, so no passage was given to it
             return Answer(question, NOT_FOUND, found=False, timings=timings)
         passages = self.fit_passages(question, hits, history) if self.generator else hits
@@ -202,9 +307,23 @@ class RAG:
                 "or lower ingest.chunk_tokens and re-ingest"
             )
         gen = self._generate(build_messages(question, passages, history), on_token, timings)
+        t1 = time.perf_counter()
         answer = self.verify(question, gen.text, passages)
+        timings["verify_ms"] = (time.perf_counter() - t1) * 1e3
         answer.timings, answer.finish_reason = timings, gen.finish_reason
         return answer
+
+    def relevance(self, query: str, hits: list[SearchHit]) -> float:
+        """The best dense cosine between the query and the hits, whatever the search mode: BM25-only
+        hits carry no dense score, so theirs is computed here (k small texts, a few ms)."""
+        if not hits:
+            return 0.0
+        known = [h.scores["dense"] for h in hits if "dense" in h.scores]
+        missing = [h for h in hits if "dense" not in h.scores]
+        if missing:
+            vectors = self.embedder.encode([query] + [h.chunk.embed_text() for h in missing])
+            known += [float(v) for v in vectors[1:] @ vectors[0]]
+        return max(known)
 
     def _generate(self, messages: Messages, on_token, timings: dict[str, float]):
         if self.generator is None:
@@ -216,71 +335,191 @@ class RAG:
             generate_ms=gen.seconds * 1e3,
             tokens_per_s=gen.tokens_per_second,
         )
+        if gen.first_token_s is not None:
+            timings["first_token_ms"] = gen.first_token_s * 1e3
         return gen
 
     # -- verification ---------------------------------------------------------------------------------
 
     def verify(self, question: str, text: str, passages: list[SearchHit]) -> Answer:
-        """Check citations against the prompt's passages and each sentence against what it cites."""
+        """Make every claim traceable, whatever the model did with citations.
+
+        1. Citation numbers in any common form are read; numbers that were not passages are removed.
+        2. Each sentence is checked against the passages (embedding and word overlap; its numbers must
+           appear in the passage). It keeps the model's citations that support it; a sentence without a
+           supporting citation is attributed to the passage that supports it best (marked attributed);
+           one that no passage supports is flagged unsupported.
+        3. An answer that is empty, only citation numbers, or wholly unsupported becomes a quote of the
+           passage sentence that best answers the question (``extractive``).
+        """
+        raw = text
         invalid: list[int] = []
-
-        def keep_valid(match: re.Match) -> str:
-            numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
-            good = [n for n in numbers if 1 <= n <= len(passages)]
-            invalid.extend(n for n in numbers if n not in good)
-            return "".join(f"[{n}]" for n in good)
-
-        cleaned = _CITATION.sub(keep_valid, text).strip()
-        if cleaned.rstrip(".").lower() == NOT_FOUND.rstrip(".").lower() or NOT_FOUND.lower() in cleaned.lower():
-            return Answer(question, cleaned, found=False, retrieved=passages, invalid_citations=invalid)
-        sentences = split_sentences(cleaned)
-        cited_by = [
-            sorted({int(n) for g in _CITATION.findall(s) for n in re.split(r"\s*[,;]\s*", g)}) for s in sentences
-        ]
-        all_cited = sorted({n for c in cited_by for n in c})
-        if not all_cited:
-            return Answer(
-                question,
-                cleaned,
-                found=True,
-                retrieved=passages,
-                unsupported=sentences,
-                invalid_citations=invalid,
-                groundedness=0.0,
-            )
-        passage_sentences = {n: split_sentences(passages[n - 1].chunk.text) for n in all_cited}
-        flat = [(n, s) for n in all_cited for s in passage_sentences[n]]
-        plain = [_CITATION.sub("", s).strip() for s in sentences]
-        vectors = self.embedder.encode(plain + [s for _, s in flat])
-        ans_vec, pas_vec = vectors[: len(plain)], vectors[len(plain) :]
-        sims = ans_vec @ pas_vec.T  # answer sentence × passage sentence
-        unsupported = []
-        best_quote: dict[int, tuple[float, str]] = {}
-        for i, (sentence, cites) in enumerate(zip(plain, cited_by, strict=True)):
-            scope = cites or all_cited  # an uncited sentence is checked against what the answer cites elsewhere
-            cols = [j for j, (n, _) in enumerate(flat) if n in scope]
-            lexical = [len(_words(sentence) & _words(flat[j][1])) / max(len(_words(sentence)), 1) for j in cols]
-            scores = [max(float(sims[i, j]), lex) for j, lex in zip(cols, lexical, strict=True)]
-            best = int(np.argmax(scores)) if scores else -1
-            if not scores or scores[best] < self.support_threshold:
-                unsupported.append(sentences[i])
-            for j, score in zip(cols, scores, strict=True):
-                n, text_j = flat[j]
-                if n in cites and score > best_quote.get(n, (-1.0, ""))[0]:
-                    best_quote[n] = (score, text_j)
-        citations = []
-        for n in all_cited:
-            c = passages[n - 1].chunk
-            quote = best_quote.get(n, (0.0, passage_sentences[n][0] if passage_sentences[n] else c.text))[1]
-            citations.append(Citation(n, c.chunk_id, c.source, c.page, c.heading or None, c.record_id, quote))
-        grounded = 1.0 - len(unsupported) / max(len(sentences), 1)
+        claims = self._claims(_LABEL.sub("", text.strip()), len(passages), invalid)
+        said = [c for c, _ in claims if c]
+        if said and all(is_not_found(c) for c in said):
+            return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
+        pointed = sorted({n for _, cited in claims for n in cited})
+        # "Not found. But [1] says ..." keeps the rest; a bare "[1]" leaves no claim, only a pointer
+        claims = [(c, n) for c, n in claims if c and not is_not_found(c)]
+        support = _Support(self.embedder, [c for c, _ in claims], passages, question)
+        kept: list[tuple[int, list[int], bool]] = []  # claim index, its passages, attributed
+        unsupported: list[str] = []
+        for i, (sentence, cited) in enumerate(claims):
+            good = [n for n in cited if support.score(i, n) >= self.support_threshold]
+            if good:
+                kept.append((i, good, False))
+                continue
+            best = support.best_passage(i)
+            if best is not None and support.score(i, best) >= self.support_threshold:
+                kept.append((i, [best], True))
+            else:
+                unsupported.append(sentence)
+        if not kept:
+            return self._quote(question, passages, support, pointed, raw, invalid, unsupported)
+        citations: dict[int, Citation] = {}
+        parts = []
+        for i, numbers, attributed in kept:
+            parts.append(_with_citations(claims[i][0], numbers))
+            for n in numbers:
+                if n not in citations:
+                    citations[n] = _citation(n, passages[n - 1], support.quote(i, n), attributed)
+        answer_text = " ".join(parts)
+        if unsupported:  # shown, flagged: the reader decides, nothing is silently dropped
+            answer_text += " " + " ".join(unsupported)
+        total = len(kept) + len(unsupported)
         return Answer(
             question,
-            cleaned,
-            found=True,
-            citations=citations,
+            answer_text,
+            True,
+            citations=sorted(citations.values(), key=lambda c: c.number),
             unsupported=unsupported,
             invalid_citations=invalid,
-            groundedness=grounded,
+            groundedness=len(kept) / total,
             retrieved=passages,
+            model_answer=raw,
         )
+
+    def _claims(self, text: str, n_passages: int, invalid: list[int]) -> list[tuple[str, list[int]]]:
+        """Sentences with the valid passage numbers each cites. A sentence that only points at a
+        passage ("This is found in passage [1].") gives its numbers to the sentence before it."""
+        claims: list[tuple[str, list[int]]] = []
+        pending: list[int] = []
+        for sentence in split_sentences(text):
+            numbers = [n for g in _CITATION.findall(sentence) for n in parse_citation(g)]
+            valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= n_passages]
+            invalid.extend(n for n in numbers if not 1 <= n <= n_passages)
+            bare = _CITATION.sub("", sentence).strip(" .,;:")
+            pointer = _META.search(bare) and not numbers_in(bare) and len(bare.split()) <= 12
+            echo = bare.endswith("?") or bare.lower().startswith("question:")  # a question is not a claim
+            if not _words(bare) or echo or (pointer and not is_not_found(bare)):
+                if claims:
+                    claims[-1][1].extend(n for n in valid if n not in claims[-1][1])
+                else:
+                    pending.extend(valid)
+                continue
+            claims.append((_tidy(_CITATION.sub("", sentence)), list(dict.fromkeys(pending + valid))))
+            pending = []
+        if pending:  # only citation numbers, no words: the quote fallback looks in those passages first
+            claims.append(("", pending))
+        return claims
+
+    def _quote(self, question, passages, support, preferred, raw, invalid, unsupported) -> Answer:
+        """The extractive fallback: the passage sentence that best answers the question, quoted."""
+        n, sentence = support.best_for_question(preferred)
+        if sentence is None:
+            return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
+        return Answer(
+            question,
+            f"“{sentence}” [{n}]",
+            True,
+            citations=[_citation(n, passages[n - 1], sentence, True)],
+            unsupported=unsupported,
+            invalid_citations=invalid,
+            groundedness=1.0,
+            retrieved=passages,
+            extractive=True,
+            model_answer=raw,
+        )
+
+
+def _tidy(sentence: str) -> str:
+    sentence = re.sub(r"\s+([.,;:!?])", r"\1", sentence)
+    return re.sub(r"\s{2,}", " ", sentence).strip()
+
+
+def _with_citations(sentence: str, numbers: list[int]) -> str:
+    marks = "".join(f"[{n}]" for n in numbers)
+    body, end = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!?" else (sentence, "")
+    return f"{body} {marks}{end}"
+
+
+def _citation(n: int, hit: SearchHit, quote: str, attributed: bool) -> Citation:
+    c = hit.chunk
+    return Citation(n, c.chunk_id, c.source, c.page, c.heading or None, c.record_id, quote, attributed)
+
+
+class _Support:
+    """How well each answer sentence is supported by each passage, computed once per answer.
+
+    score = max(cosine to the passage's best sentence, share of the sentence's words in the passage),
+    and 0 when the sentence states a number the passage does not contain.
+    """
+
+    def __init__(self, embedder: Embedder, claims: list[str], passages: list[SearchHit], question: str) -> None:
+        self.claims = claims
+        self.passages = passages
+        self.question = question
+        self.sentences = [split_sentences(h.chunk.text) or [h.chunk.text] for h in passages]
+        self.flat = [(n, s) for n, sents in enumerate(self.sentences, start=1) for s in sents]
+        vectors = embedder.encode([question, *claims, *(s for _, s in self.flat)])
+        self.q_vec, self.c_vecs, self.p_vecs = vectors[0], vectors[1 : 1 + len(claims)], vectors[1 + len(claims) :]
+        self.sims = self.c_vecs @ self.p_vecs.T if claims else np.zeros((0, len(self.flat)))
+        self.passage_words = [_words(h.chunk.embed_text()) for h in passages]
+        self.passage_numbers = [numbers_in(h.chunk.embed_text()) for h in passages]
+        self._cache: dict[tuple[int, int], float] = {}
+
+    def _cols(self, n: int) -> list[int]:
+        return [j for j, (m, _) in enumerate(self.flat) if m == n]
+
+    def score(self, i: int, n: int) -> float:
+        if (i, n) not in self._cache:
+            claim = self.claims[i]
+            if not numbers_in(claim) <= self.passage_numbers[n - 1]:
+                value = 0.0
+            else:
+                words = _words(claim)
+                lexical = len(words & self.passage_words[n - 1]) / max(len(words), 1)
+                value = max([lexical, *(float(self.sims[i, j]) for j in self._cols(n))])
+            self._cache[(i, n)] = value
+        return self._cache[(i, n)]
+
+    def best_passage(self, i: int) -> int | None:
+        scores = [(self.score(i, n), n) for n in range(1, len(self.passages) + 1)]
+        return max(scores)[1] if scores else None
+
+    def quote(self, i: int, n: int) -> str:
+        """The passage sentence closest to answer sentence ``i``."""
+        words = _words(self.claims[i])
+        best = max(
+            self._cols(n),
+            key=lambda j: float(self.sims[i, j]) + len(words & _words(self.flat[j][1])) / max(len(words), 1),
+        )
+        return self.flat[best][1]
+
+    def best_for_question(self, preferred: list[int]) -> tuple[int, str | None]:
+        """The passage sentence that best answers the question: cosine plus word overlap, identifiers
+        (words with digits, like NP-4472) weighing double; a passage the model pointed at gets a nudge."""
+        if not self.flat:
+            return 0, None
+        q_words = _words(self.question)
+        weight = {w: 2.0 if any(ch.isdigit() for ch in w) else 1.0 for w in q_words}
+        total = sum(weight.values()) or 1.0
+        sims = self.p_vecs @ self.q_vec
+
+        def score(j: int) -> float:
+            n, sentence = self.flat[j]
+            lexical = sum(weight[w] for w in q_words & _words(sentence)) / total
+            return float(sims[j]) + lexical + (0.1 if n in preferred else 0.0)
+
+        best = max(range(len(self.flat)), key=score)
+        return self.flat[best][0], self.flat[best][1]

@@ -1,11 +1,14 @@
-"""Generators: chat messages → text, streamed. Local transformers (+ PEFT adapter), optional llama.cpp,
-and any OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp server, a hosted API).
+"""Generators: chat messages → text, streamed. Local transformers (+ PEFT adapter), llama.cpp's
+llama-server (models/llamacpp.py, the default for GGUF models), and any OpenAI-compatible HTTP endpoint
+(vLLM, Ollama, a llama.cpp server elsewhere, a hosted API).
 
 The prompt is always built with the model's own chat template where the tokenizer has one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -18,7 +21,7 @@ from typing import Protocol
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError
 from expertkit.models.embedder import cpu_has_native_bf16
-from expertkit.models.registry import REGISTRY, resolve
+from expertkit.models.registry import REGISTRY, is_gguf, model_cache_dir, resolve
 
 Messages = list[dict[str, str]]
 OnToken = Callable[[str], None]
@@ -31,6 +34,7 @@ class Generation:
     completion_tokens: int
     seconds: float  # time to generate, model load excluded
     finish_reason: str = "stop"  # stop | length | interrupted
+    first_token_s: float | None = None  # time to the first streamed token (prompt processing included)
 
     @property
     def tokens_per_second(self) -> float:
@@ -49,14 +53,6 @@ class Generator(Protocol):
     def generate(
         self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
     ) -> Generation: ...
-
-
-def model_cache_dir() -> Path:
-    """Per-user cache of converted models: $EXPERTKIT_CACHE, else $XDG_CACHE_HOME/expertkit, else ~/.cache."""
-    root = os.environ.get("EXPERTKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "expertkit"
-    )
-    return Path(root) / "models"
 
 
 def local_model_path(name: str) -> str:
@@ -79,8 +75,10 @@ def local_model_path(name: str) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, file = os.path.dirname(path), os.path.basename(path)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    # transformers' GGUF loader draws a tqdm bar on stderr that would land in `ask`'s output
+    with contextlib.redirect_stderr(io.StringIO()):
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
     model.hf_quantizer = None  # transformers 5 keeps the GGUF quantizer; it blocks save_pretrained
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -219,8 +217,11 @@ class TransformersGenerator:
         worker.start()
         parts: list[str] = []
         finish = "stop"
+        first: float | None = None
         try:
             for piece in streamer:
+                if first is None and piece:
+                    first = time.perf_counter() - started
                 parts.append(piece)
                 if on_token and piece:
                     on_token(piece)
@@ -235,7 +236,7 @@ class TransformersGenerator:
         n_out = int(result["ids"].shape[1]) - n_prompt if "ids" in result else len(parts)
         if finish != "interrupted" and n_out >= max_new_tokens:
             finish = "length"
-        return Generation("".join(parts).strip(), n_prompt, n_out, seconds, finish)
+        return Generation("".join(parts).strip(), n_prompt, n_out, seconds, finish, first)
 
 
 class OpenAIGenerator:
@@ -273,6 +274,16 @@ class OpenAIGenerator:
     def generate(
         self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
     ) -> Generation:
+        return self._generate(messages, max_new_tokens, temperature, on_token)
+
+    def _generate(
+        self,
+        messages: Messages,
+        max_new_tokens: int,
+        temperature: float,
+        on_token: OnToken | None,
+        extra: dict | None = None,
+    ) -> Generation:
         import httpx
 
         body = {
@@ -282,6 +293,7 @@ class OpenAIGenerator:
             "temperature": temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **(extra or {}),
         }
         url = f"{self.base_url}/chat/completions"
         last = ""
@@ -318,6 +330,7 @@ class OpenAIGenerator:
         usage: dict = {}
         finish = "stop"
         done = False
+        first: float | None = None
         try:
             for line in response.iter_lines():
                 if not line.strip() or line.startswith(":"):
@@ -338,6 +351,8 @@ class OpenAIGenerator:
                 for choice in event.get("choices", []):
                     piece = (choice.get("delta") or {}).get("content") or ""
                     if piece:
+                        if first is None:
+                            first = time.perf_counter() - started
                         parts.append(piece)
                         if on_token:
                             on_token(piece)
@@ -353,64 +368,30 @@ class OpenAIGenerator:
             int(usage.get("completion_tokens") or len(parts)),
             time.perf_counter() - started,
             finish,
+            first,
         )
 
 
-class LlamaCppGenerator:
-    """A GGUF file through llama-cpp-python (``pip install 'expertkit[llamacpp]'``): faster on CPU."""
-
-    def __init__(self, model: str = "smollm2-135m-instruct", n_ctx: int = 4096, n_threads: int | None = None) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ModelNotInstalledError(
-                "the llama.cpp generator needs llama-cpp-python: pip install 'expertkit[llamacpp]'"
-            ) from None
-        path = resolve(model, "generator")
-        if not path.endswith(".gguf"):
-            raise ModelNotInstalledError(f"{model}: the llama.cpp generator loads GGUF files, got {path}")
-        self.name = model
-        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False)
-        self.context_window = n_ctx
-
-    def count_tokens(self, messages: Messages) -> int:
-        text = "".join(m["content"] for m in messages)
-        return len(self.llm.tokenize(text.encode())) + 8 * len(messages)
-
-    def generate(
-        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
-    ) -> Generation:
-        started = time.perf_counter()
-        parts: list[str] = []
-        finish = "stop"
-        try:  # llama.cpp applies the chat template stored in the GGUF
-            for event in self.llm.create_chat_completion(
-                messages, max_tokens=max_new_tokens, temperature=temperature, stream=True
-            ):
-                piece = event["choices"][0]["delta"].get("content") or ""
-                if piece:
-                    parts.append(piece)
-                    if on_token:
-                        on_token(piece)
-                finish = event["choices"][0].get("finish_reason") or finish
-        except KeyboardInterrupt:
-            finish = "interrupted"
-        text = "".join(parts)
-        return Generation(
-            text.strip(),
-            self.count_tokens(messages),
-            len(self.llm.tokenize(text.encode(), add_bos=False)),
-            time.perf_counter() - started,
-            finish,
-        )
+def choose_backend(settings, adapter: str | Path | None = None) -> str:
+    """``auto``: llama.cpp for a GGUF model without a PEFT adapter, transformers otherwise."""
+    if settings.backend != "auto":
+        return settings.backend
+    if settings.base_url:
+        return "openai"
+    return "llamacpp" if is_gguf(settings.model) and adapter is None else "transformers"
 
 
-def make_generator(settings, adapter: str | Path | None = None) -> Generator:
-    """The generator that ``settings`` (a GenerateSettings) names."""
-    if settings.backend == "openai":
+def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Path | None = None) -> Generator:
+    """The generator that ``settings`` (a GenerateSettings) names.
+
+    For llama.cpp, a warm server recorded in ``runtime_dir`` (``expertkit runtime start``) serving the
+    same model is reused; otherwise a private server is started for this process and stopped with it.
+    """
+    from expertkit.errors import ConfigError
+
+    backend = choose_backend(settings, adapter)
+    if backend == "openai":
         if not settings.base_url:
-            from expertkit.errors import ConfigError
-
             raise ConfigError("generate.base_url: required for backend = openai, e.g. http://localhost:8000/v1")
         return OpenAIGenerator(
             settings.base_url,
@@ -419,6 +400,22 @@ def make_generator(settings, adapter: str | Path | None = None) -> Generator:
             settings.timeout_s,
             settings.retries,
         )
-    if settings.backend == "llamacpp":
-        return LlamaCppGenerator(settings.model)
+    if backend == "llamacpp":
+        from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, read_runtime
+
+        if adapter is not None:
+            raise ConfigError(
+                "generate.backend = llamacpp runs GGUF models without PEFT adapters for now: "
+                "use --set generate.backend=transformers (or auto) with --adapter"
+            )
+        info = read_runtime(runtime_dir) if runtime_dir is not None else None
+        if info is not None and info.model == settings.model:
+            server = LlamaServer.attach(info)
+        else:
+            path = resolve(settings.model, "generator")
+            if not path.endswith(".gguf"):
+                raise ConfigError(f"generate.backend = llamacpp needs a GGUF model; {settings.model} is {path}")
+            server = LlamaServer(path, settings.model, settings.ctx_size, settings.parallel, settings.threads)
+            server.start()
+        return LlamaCppGenerator(server, settings.model, settings.timeout_s)
     return TransformersGenerator(settings.model, adapter=adapter, dtype=settings.dtype)

