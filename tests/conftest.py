@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EXAMPLES = ROOT / "examples" / "corpus"
+TEST_MODEL = "smollm2-135m-instruct"
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -27,6 +28,8 @@ def _isolated(monkeypatch, tmp_path_factory):
     home = tmp_path_factory.getbasetemp() / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
+    # the fast shipped model; the default (Qwen2.5-Coder-1.5B) has its own slow tests
+    monkeypatch.setenv("EXPERTKIT_GENERATE__MODEL", TEST_MODEL)
 
 
 @pytest.fixture(scope="session")

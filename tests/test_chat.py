@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -43,3 +44,10 @@ def test_unusable_rewrite_falls_back_to_joining_questions(session, monkeypatch):
 
     monkeypatch.setattr(session.rag.generator, "generate", lambda *a, **k: Rambling())
     assert session.standalone("and for pumps?") == "What is the restocking fee? and for pumps?"
+
+
+def test_history_carries_no_stale_citation_numbers(session):
+    session.ask("What is the warranty period for NV-400 pumps?")
+    assert "[" in session.turns[0][1].answer  # the answer as shown keeps its citations
+    (_, assistant) = session.history()
+    assert assistant["role"] == "assistant" and not re.search(r"\[\d+\]", assistant["content"])

@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from expertkit.rag import RAG, Answer
+from expertkit.rag import RAG, Answer, strip_citations
 
 REWRITE_PROMPT = (
     "Rewrite the follow-up question so that it can be understood without the conversation. "
@@ -36,7 +36,11 @@ class ChatSession:
     def history(self) -> list[dict[str, str]]:
         out = []
         for question, answer in self.turns[-HISTORY_TURNS:]:
-            out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+            # an old [n] pointed at that turn's passages; this turn numbers its own, so the markers go
+            out += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": strip_citations(answer.answer)},
+            ]
         return out
 
     def standalone(self, question: str) -> str:
@@ -52,7 +56,10 @@ class ChatSession:
             [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}], 48, 0.0
         )
         rewrite = re.sub(r"^(rewritten question|question)\s*:\s*", "", gen.text.strip().split("\n")[0], flags=re.I)
-        if not rewrite or len(rewrite) > 4 * len(question) + 80:
+        # a rewrite that drops the follow-up's identifiers (NV-200, 45 mm) changed the question
+        specifics = {w for w in re.findall(r"[\w-]+", question.lower()) if any(ch.isdigit() for ch in w)}
+        kept = set(re.findall(r"[\w-]+", rewrite.lower()))
+        if not rewrite or len(rewrite) > 4 * len(question) + 80 or not specifics <= kept:
             return f"{previous} {question}"
         return rewrite
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -43,6 +42,10 @@ eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer 
 app.add_typer(eval_app, name="eval")
 synth_app = typer.Typer(no_args_is_help=True, help="Make training data from the ingested documents.")
 app.add_typer(synth_app, name="synth")
+runtime_app = typer.Typer(
+    no_args_is_help=True, help="A warm llama.cpp server for this workspace, reused by ask, chat and serve."
+)
+app.add_typer(runtime_app, name="runtime")
 
 console = Console()
 err = Console(stderr=True)
@@ -348,47 +351,67 @@ def search(
 
 @app.command()
 def models(json_: JsonOpt = False) -> None:
-    """Known and installed models: size and where they come from."""
+    """Known models: size, whether installed, and the command that installs each."""
     from expertkit.models.generator import model_cache_dir
     from expertkit.models.registry import REGISTRY
 
     rows = []
     for spec in REGISTRY.values():
         path = spec.locate()
-        size = _size(path) if path else 0
+        installed = spec.installed()
+        size = spec.split.size if spec.split else (_size(path) if path else 0)
         converted = model_cache_dir() / spec.name
         rows.append(
             {
                 "name": spec.name,
                 "kind": spec.kind,
-                "installed": path is not None,
+                "installed": installed,
+                "ready": path is not None,  # a split GGUF is joined on first use
                 "size_mb": round(size / 2**20, 1),
                 "path": str(path) if path else None,
                 "package": spec.package,
                 "install": spec.install,
                 "description": spec.description,
+                "licence": spec.licence,
                 "converted": str(converted) if (converted / "config.json").exists() else None,
             }
         )
     if json_:
         print(json.dumps({"models": rows}, indent=2))
         return
-    table = Table("name", "kind", "installed", "size", "from", "notes")
+    table = Table("name", "kind", "installed", "size", "notes")
     for r in rows:
-        notes = r["description"] + (f"\nsafetensors copy: {r['converted']}" if r["converted"] else "")
+        notes = r["description"]
+        if r["installed"] and not r["ready"]:
+            notes += "\njoined and verified on first use"
+        if r["converted"]:
+            notes += f"\nsafetensors copy (training): {r['converted']}"
         table.add_row(
             r["name"],
             r["kind"],
             "yes" if r["installed"] else f"no: {r['install']}",
-            f"{r['size_mb']:.0f} MB" if r["installed"] else "",
-            f"PyPI {r['package']}",
+            f"{r['size_mb']:.0f} MB" if r["size_mb"] else "",
             escape(notes),
         )
     console.print(table)
     console.print(
-        "[dim]Any local folder or, with hub access, any hub id (e.g. microsoft/Phi-3-mini-4k-instruct) "
-        "works too: --set generate.model=...[/dim]"
+        "[dim]Any GGUF file (Phi-3-mini, Phi-3.5-mini, Phi-4-mini...) or HF folder works too: "
+        "--set generate.model=/path/to/model.gguf[/dim]"
     )
+
+
+def _ensure_model(name: str) -> None:
+    """Join a split registry model once, with a progress bar (about 1 GB: seconds, not minutes)."""
+    from expertkit.models.registry import REGISTRY
+
+    spec = REGISTRY.get(name.lower())
+    if spec is None or spec.split is None or spec.locate() is not None or not spec.installed():
+        return
+    with Progress(
+        TextColumn(f"joining {spec.name}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), console=err
+    ) as progress:
+        task = progress.add_task("join", total=spec.split.size)
+        spec.ensure(lambda done, total: progress.update(task, completed=done))
 
 
 def _size(path: Path) -> int:
@@ -417,8 +440,9 @@ def _rag(ws: Workspace, adapter: str | None = None):
         if lineage.get("method") == "full":  # a full fine-tune is a whole model, not an adapter
             settings = settings.model_copy(update={"model": str(adapter_path)})
             adapter_path = None
+    _ensure_model(settings.model)
     with err.status(f"loading {settings.model}…"):
-        generator = make_generator(settings, adapter=adapter_path)
+        generator = make_generator(settings, adapter=adapter_path, runtime_dir=ws.data_dir)
     g, r = ws.settings.generate, ws.settings.rag
     return RAG(
         Retriever(index, _embedder(ws), ws.settings.search),
@@ -442,10 +466,15 @@ def _adapter_path(ws: Workspace, name: str) -> Path:
 
 
 def _print_answer(answer, streamed: bool) -> None:
-    if not streamed:
-        console.print(escape(answer.answer))
-    else:
+    """The verified answer (streamed tokens were the model's draft), its citations and timings."""
+    if streamed:
         console.print()
+    if not streamed or answer.answer != answer.model_answer.strip():
+        console.print(escape(answer.answer))
+    if answer.extractive:
+        console.print(
+            "[yellow]quoted from the passages: the model's own answer was empty or not supported by them[/yellow]"
+        )
     if answer.finish_reason == "interrupted":
         console.print("[yellow]interrupted: the answer above is partial[/yellow]")
     if not answer.rag:
@@ -459,7 +488,10 @@ def _print_answer(answer, streamed: bool) -> None:
             _display_path(c.source) + (f" p.{c.page}" if c.page else "") + (f" #{c.record_id}" if c.record_id else "")
         )
         where += f" § {c.section}" if c.section else ""
-        console.print(f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}\n      [dim]“{escape(c.quote)}”[/dim]")
+        how = " [dim](attributed by expertkit)[/dim]" if c.attributed and not answer.extractive else ""
+        console.print(
+            f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}{how}\n      [dim]“{escape(c.quote)}”[/dim]"
+        )
     if answer.invalid_citations:
         console.print(
             f"[yellow]removed citation numbers that were not passages in the prompt: "
@@ -473,6 +505,7 @@ def _print_answer(answer, streamed: bool) -> None:
         parts = [
             f"retrieve {t['retrieve_ms']:.0f} ms" if "retrieve_ms" in t else "",
             f"prompt {t['prompt_tokens']:.0f} tok" if "prompt_tokens" in t else "",
+            f"first token {t['first_token_ms']:.0f} ms" if "first_token_ms" in t else "",
             f"generate {t['generate_ms']:.0f} ms ({t['tokens_per_s']:.1f} tok/s)" if "generate_ms" in t else "",
             f"grounded {answer.groundedness:.0%}" if answer.groundedness is not None else "",
         ]
@@ -497,18 +530,34 @@ def ask(
     if not question.strip():
         raise ExpertkitError('the question is empty: ask something, e.g. expertkit ask "What is the warranty?"')
     rag = _rag(ws, adapter)
-    streamed = not json_ and (sys.stdout.isatty() or os.environ.get("EXPERTKIT_STREAM") == "1")
+    streamed = not json_ and (console.is_terminal or os.environ.get("EXPERTKIT_STREAM") == "1")
     shown: list[str] = []
+    live = None
+    if streamed and console.is_terminal:  # the draft streams, then gives way to the verified answer
+        from rich.live import Live
+
+        draft = Text(style="dim")
+        live = Live(draft, console=console, transient=True, refresh_per_second=12)
 
     def on_token(piece: str) -> None:
         shown.append(piece)
-        console.print(piece, end="", markup=False, highlight=False)
+        if live is not None:
+            draft.append(piece)
+        else:
+            console.print(piece, end="", markup=False, highlight=False)
 
-    answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token if streamed else None)
+    if live is not None:
+        live.start()
+    try:
+        answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token if streamed else None)
+    finally:
+        if live is not None:
+            live.stop()
     if json_:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return
-    _print_answer(answer, streamed=bool(shown))  # "not found" is never streamed: the model was not called
+    # "not found" is never streamed: the model was not called
+    _print_answer(answer, streamed=bool(shown) and live is None)
     if answer.finish_reason == "interrupted":
         raise typer.Exit(130)
 
@@ -580,6 +629,65 @@ def serve(
     rag = _rag(ws, adapter)
     console.print(f"serving {rag.generator.name} on http://{host}:{port}/v1 (OpenAI-compatible) and /v1/ask")
     uvicorn.run(create_app(rag.generator, rag, ws.settings.generate.max_new_tokens), host=host, port=port)
+
+
+# -- runtime -------------------------------------------------------------------------------------------
+
+
+@runtime_app.command("start")
+def runtime_start(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 = a free one")] = 0,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Start llama-server for generate.model and keep it warm: ask, chat and serve reuse it."""
+    from expertkit.models.llamacpp import start_runtime
+    from expertkit.models.registry import is_gguf, resolve
+
+    ws = _open(workspace, set_)
+    g = ws.settings.generate
+    if not is_gguf(g.model):
+        raise ExpertkitError(f"generate.model = {g.model} is not a GGUF model; the llama.cpp runtime serves GGUF files")
+    _ensure_model(g.model)
+    path = resolve(g.model, "generator")
+    with err.status(f"starting llama-server with {g.model}…"):
+        info = start_runtime(ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port)
+    console.print(
+        f"llama-server pid {info.pid} serving {info.model} on {info.url}/v1 "
+        f"({info.parallel} slots × {info.ctx_size} tokens, {info.threads} threads) · log {info.log}"
+    )
+
+
+@runtime_app.command("status")
+def runtime_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """Whether this workspace's warm server runs, and what it serves."""
+    from dataclasses import asdict
+
+    from expertkit.models.llamacpp import read_runtime
+
+    ws = _open(workspace, None)
+    info = read_runtime(ws.data_dir)
+    if json_:
+        print(json.dumps({"running": info is not None, **(asdict(info) if info else {})}, indent=2))
+        return
+    if info is None:
+        console.print("no warm server: commands start a private one each time (`expertkit runtime start`)")
+        return
+    up = time.time() - info.started
+    console.print(
+        f"running: pid {info.pid} · {info.model} · {info.url}/v1 · {info.parallel} slots × {info.ctx_size} tokens"
+        f" · {info.threads} threads · up {up / 60:.0f} min · log {info.log}"
+    )
+
+
+@runtime_app.command("stop")
+def runtime_stop(workspace: WorkspaceOpt = None) -> None:
+    """Stop this workspace's warm server."""
+    from expertkit.models.llamacpp import stop_runtime
+
+    ws = _open(workspace, None)
+    info = stop_runtime(ws.data_dir)
+    console.print(f"stopped llama-server pid {info.pid}" if info else "no warm server was running")
 
 
 # -- eval ---------------------------------------------------------------------------------------------
@@ -659,8 +767,9 @@ def _synth_generator(ws: Workspace, mode: str):
         return None
     from expertkit.models.generator import make_generator
 
+    _ensure_model(ws.settings.generate.model)
     with err.status(f"loading {ws.settings.generate.model}…"):
-        return make_generator(ws.settings.generate)
+        return make_generator(ws.settings.generate, runtime_dir=ws.data_dir)
 
 
 def _print_synth(report) -> None:
@@ -979,8 +1088,6 @@ def eval_answers(
 def main() -> None:  # noqa: D103
     """Entry point: user errors print one line and exit 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # bitsandbytes' CPU backend warns that it cannot fetch an optional kernel from the Hub; we never fetch
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         code = app(standalone_mode=False)

@@ -67,7 +67,10 @@ class GenerateSettings(Section):
         description="auto = llamacpp for GGUF models (transformers with --adapter), openai when base_url is set; "
         "transformers (local), openai (any OpenAI-compatible server), llamacpp (llama-server, GGUF)",
     )
-    model: str = Field("smollm2-135m-instruct", description="registry name, local folder or hub id; remote model name")
+    model: str = Field(
+        "qwen2.5-coder-1.5b-instruct",
+        description="registry name (expertkit models), a GGUF file, a local folder or hub id; remote model name",
+    )
     base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never this file)")
     max_new_tokens: int = Field(160, ge=1, le=32_768)

