@@ -1,45 +1,88 @@
-"""Generation tokens/s of the shipped SmolLM2-135M: transformers bf16 and fp32, and llama.cpp on the same
-GGUF when llama-cpp-python is installed (pip install 'expertkit[llamacpp]'; it builds from source).
+"""Generation speed, side by side in one run, same model and same prompt:
 
-Same prompt, greedy, --tokens new tokens, --rounds rounds each, medians; the runs interleave so that
-machine noise hits every backend alike.
+- expertkit's llama.cpp generator (LlamaCppGenerator: token counting, streaming parse, error handling),
+- bare llama-server: the same server process, driven by a minimal streaming HTTP client,
+- transformers bf16 on the same weights (the GGUF converted once to safetensors), for --transformers models.
 
-Run: .venv/bin/python benchmarks/generation_speed.py [--tokens 128] [--rounds 3]
+Decode tokens/s (tokens after the first over the time after it) and time to first token, medians of
+--rounds rounds; the backends interleave so machine noise hits each alike, and every request gets a fresh
+question so no backend profits from another's prompt cache.
+
+Run: .venv/bin/python benchmarks/generation_speed.py [--models smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct]
+     [--transformers smollm2-135m-instruct] [--tokens 128] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import time
 
-from expertkit.models.generator import LlamaCppGenerator, TransformersGenerator
+import httpx
 
-PROMPT = [{"role": "user", "content": "Explain step by step how to replace the mechanical seal of a centrifugal pump."}]
+from expertkit.config import GenerateSettings
+from expertkit.models.generator import Generation, TransformersGenerator, make_generator
+
+TOPICS = ["a centrifugal pump's mechanical seal", "a plate heat exchanger", "a pressure relief valve", "a gearbox"]
+
+
+def prompt(i: int) -> list[dict[str, str]]:
+    topic = TOPICS[i % len(TOPICS)]
+    return [{"role": "user", "content": f"({i}) Explain step by step how to service {topic}."}]
+
+
+def bare(url: str, messages, tokens: int) -> Generation:
+    """The thinnest client: POST, read the SSE lines, time the first and last token."""
+    body = {"messages": messages, "max_tokens": tokens, "temperature": 0, "stream": True}
+    started = time.perf_counter()
+    first, n = None, 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0]["delta"].get("content") if line[6:7] == "{" else None
+            if delta:
+                n += 1
+                first = first or time.perf_counter() - started
+    return Generation("", 0, n, time.perf_counter() - started, "stop", first)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct")
+    ap.add_argument("--transformers", default="smollm2-135m-instruct", help="models also run with transformers bf16")
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    backends = {
-        "transformers bf16": TransformersGenerator(dtype="bf16"),
-        "transformers fp32": TransformersGenerator(dtype="fp32"),
-    }
-    try:
-        backends["llama.cpp (Q4_1 GGUF)"] = LlamaCppGenerator()
-    except Exception as exc:  # not installed: say so and measure the rest
-        print(f"llama.cpp skipped: {exc}")
-    for g in backends.values():
-        g.generate(PROMPT, max_new_tokens=8)  # warm up
-    speeds: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(args.rounds):
-        for name, g in backends.items():
-            speeds[name].append(g.generate(PROMPT, max_new_tokens=args.tokens).tokens_per_second)
-    base = statistics.median(speeds["transformers bf16"])
-    for name, values in speeds.items():
-        med = statistics.median(values)
-        print(f"{name:<24} {med:>7.1f} tok/s  ({med / base:.2f}x transformers bf16)")
+    for model in args.models.split(","):
+        g = make_generator(GenerateSettings(model=model, parallel=1))
+        runners = {
+            "expertkit (llama.cpp)": lambda m, g=g: g.generate(m, args.tokens),
+            "bare llama-server": lambda m, g=g: bare(g.server.url, m, args.tokens),
+        }
+        if model in args.transformers.split(","):
+            tf = TransformersGenerator(model, dtype="bf16")
+            runners["transformers bf16"] = lambda m, tf=tf: tf.generate(m, args.tokens)
+        for run in runners.values():
+            run(prompt(-1))  # warm up
+        stats: dict[str, list[Generation]] = {name: [] for name in runners}
+        i = 0
+        for _ in range(args.rounds):
+            for name, run in runners.items():
+                stats[name].append(run(prompt(i)))
+                i += 1
+        g.close()
+        base = statistics.median(x.tokens_per_second for x in stats["bare llama-server"])
+        base_ttft = statistics.median(x.first_token_s for x in stats["bare llama-server"])
+        print(f"\n{model}: {args.tokens} new tokens, median of {args.rounds}")
+        for name, gens in stats.items():
+            tps = statistics.median(x.tokens_per_second for x in gens)
+            ttft = statistics.median(x.first_token_s for x in gens)
+            print(
+                f"  {name:<22} {tps:7.1f} tok/s ({tps / base:.2f}x bare)   first token {ttft * 1e3:6.0f} ms "
+                f"({ttft / base_ttft:.2f}x bare)"
+            )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ import re
 import time
 from pathlib import Path
 
+from expertkit.models.generator import generate_json
 from expertkit.rag import RAG, Answer, strip_citations
 
 REWRITE_PROMPT = (
     "Rewrite the follow-up question so that it can be understood without the conversation. "
-    "Reply with the rewritten question only.\n\nConversation:\n{history}\n\nFollow-up question: {question}"
+    'Reply with a JSON object: {{"question": "..."}}\n\nConversation:\n{history}\n\nFollow-up question: {question}'
 )
+REWRITE_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
 HISTORY_TURNS = 3  # earlier turns given to the model; retrieval sees the rewritten question
 
 
@@ -52,10 +54,13 @@ class ChatSession:
         if self.rag.generator is None:
             return f"{previous} {question}"
         lines = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in self.history())
-        gen = self.rag.generator.generate(
-            [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}], 48, 0.0
+        reply = generate_json(
+            self.rag.generator,
+            [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}],
+            REWRITE_SCHEMA,
+            64,
         )
-        rewrite = re.sub(r"^(rewritten question|question)\s*:\s*", "", gen.text.strip().split("\n")[0], flags=re.I)
+        rewrite = (reply or {}).get("question", "").strip().split("\n")[0]
         # a rewrite that drops the follow-up's identifiers (NV-200, 45 mm) changed the question
         specifics = {w for w in re.findall(r"[\w-]+", question.lower()) if any(ch.isdigit() for ch in w)}
         kept = set(re.findall(r"[\w-]+", rewrite.lower()))

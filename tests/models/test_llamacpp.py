@@ -90,6 +90,27 @@ def test_json_schema_output_always_parses(llama):
     assert set(data) == {"city", "country"} and all(isinstance(v, str) for v in data.values())
 
 
+def test_generate_json_uses_the_grammar_and_checks_required_fields(llama):
+    from expertkit.models.generator import generate_json
+
+    schema = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
+    ask = [{"role": "user", "content": 'Rewrite as a question about pumps. Reply as JSON {"question": "..."}: price'}]
+    value = generate_json(llama, ask, schema, 48)
+    assert set(value) == {"question"} and value["question"].strip()
+
+    class Free:  # a backend without constrained decoding: the first JSON object in its text is used
+        def generate(self, messages, max_new_tokens, temperature):
+            return type("G", (), {"text": 'Sure! {"question": "What does it cost?"} Hope this helps.'})()
+
+    assert generate_json(Free(), ask, schema) == {"question": "What does it cost?"}
+
+    class Empty:
+        def generate(self, messages, max_new_tokens, temperature):
+            return type("G", (), {"text": '{"question": "  "}'})()
+
+    assert generate_json(Empty(), ask, schema) is None
+
+
 def test_parallel_slots_serve_concurrent_requests(llama):
     results: list[str] = []
 

@@ -375,6 +375,27 @@ class OpenAIGenerator:
         )
 
 
+def generate_json(generator: Generator, messages: Messages, schema: dict, max_new_tokens: int = 128) -> dict | None:
+    """A JSON object that follows ``schema``: constrained decoding where the backend has it (llama.cpp
+    turns the schema into a grammar, so the output always parses), else the first JSON object in the text."""
+    import inspect
+
+    if "json_schema" in inspect.signature(generator.generate).parameters:
+        text = generator.generate(messages, max_new_tokens, 0.0, json_schema=schema).text
+    else:
+        text = generator.generate(messages, max_new_tokens, 0.0).text
+        start, end = text.find("{"), text.rfind("}")
+        text = text[start : end + 1] if 0 <= start < end else ""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    required = schema.get("required", [])
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip() for k in required):
+        return None
+    return value
+
+
 def choose_backend(settings, adapter: str | Path | None = None) -> str:
     """``auto``: llama.cpp for a GGUF model without a PEFT adapter, transformers otherwise."""
     if settings.backend != "auto":

@@ -346,7 +346,7 @@ class LlamaCppGenerator(OpenAIGenerator):
     def __init__(self, server: LlamaServer, name: str, timeout: float = 120.0) -> None:
         super().__init__(f"{server.url}/v1", name, timeout=timeout, retries=0, context_window=server.ctx_size)
         self.server = server
-        self.backend = "llamacpp"
+        self.parallel = server.parallel  # requests the server decodes at once
 
     def close(self) -> None:
         """Stop the server if this command started it (a warm server stays)."""

@@ -42,9 +42,14 @@ class AskRequest(BaseModel):
 
 
 def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI:
-    """An app over one generator (and, for /v1/ask, one RAG pipeline). One generation at a time."""
+    """An app over one generator (and, for /v1/ask, one RAG pipeline).
+
+    Chat completions run as many at once as the generator has slots (llama-server's --parallel; one for
+    an in-process transformers model); /v1/ask runs one at a time, as the index connection is shared.
+    """
     app = FastAPI(title="expertkit", version="0.1.0")
-    lock = threading.Lock()  # one model, one generation at a time; others queue
+    lock = threading.BoundedSemaphore(getattr(generator, "parallel", 1))  # others queue
+    rag_lock = threading.Lock()
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -126,7 +131,7 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
 
         try:
             answer = await asyncio.to_thread(
-                _locked, lock, rag.ask, req.question, Filters(tuple(req.tags)), req.rag, req.k
+                _locked, rag_lock, _locked, lock, rag.ask, req.question, Filters(tuple(req.tags)), req.rag, req.k
             )
         except ExpertkitError as exc:
             return JSONResponse({"error": {"message": str(exc)}}, status_code=400)
@@ -135,7 +140,7 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
     return app
 
 
-def _locked(lock: threading.Lock, fn, *args):
+def _locked(lock, fn, *args):
     with lock:
         return fn(*args)
 

@@ -100,17 +100,24 @@ def section_question(chunk: Chunk, title: str) -> list[QA]:
 
 MODEL_PROMPT = (
     "Read the passage and write one question that a customer or technician could ask and that the passage "
-    "answers, then the answer in one sentence taken from the passage. Use exactly this form:\n"
-    "Q: <question>\nA: <answer>\n\nPassage:\n{passage}"
+    "answers, then the answer in one sentence taken from the passage. Reply with a JSON object: "
+    '{{"question": "...", "answer": "..."}}\n\nPassage:\n{passage}'
 )
+QA_SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+}
 
 
 def model_questions(chunk: Chunk, generator) -> list[QA]:
-    gen = generator.generate([{"role": "user", "content": MODEL_PROMPT.format(passage=chunk.text[:2000])}], 96, 0.0)
-    match = re.search(r"Q:\s*(.+?)\s*A:\s*(.+)", gen.text, re.S)
-    if not match:
+    from expertkit.models.generator import generate_json
+
+    messages = [{"role": "user", "content": MODEL_PROMPT.format(passage=chunk.text[:2000])}]
+    pair = generate_json(generator, messages, QA_SCHEMA, 128)
+    if pair is None:
         return []
-    question, answer = match.group(1).strip(), match.group(2).strip().split("\n")[0]
+    question, answer = pair["question"].strip(), pair["answer"].strip().split("\n")[0]
     words = {w for w in re.findall(r"\w+", answer.lower()) if len(w) > 2}
     passage = set(re.findall(r"\w+", chunk.text.lower()))
     if not words or len(words & passage) / len(words) < 0.6:  # the answer must come from the passage
