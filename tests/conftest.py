@@ -15,6 +15,9 @@ TEST_MODEL = "smollm2-135m-instruct"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Tests run the fast shipped model; the default (Qwen2.5-Coder-1.5B) has its own slow tests. Set here
+# too, not only per test, so that module- and session-scoped fixtures (which run first) see it.
+os.environ["EXPERTKIT_GENERATE__MODEL"] = TEST_MODEL
 # Converted models go to a cache inside the checkout (git-ignored), never the user's home; one
 # conversion then serves every test run on this machine, subprocesses included.
 os.environ["XDG_CACHE_HOME"] = str(ROOT / ".pytest_cache" / "xdg")

@@ -154,3 +154,27 @@ def test_empty_and_overlong_questions(rag):
         rag.ask("   ")
     with pytest.raises(QuestionError, match="tokens"):
         rag.ask("pump " * 9000)
+
+
+@pytest.mark.slow
+def test_default_model_answers_the_demo_questions_correctly_with_citations(sample_index, embedder):
+    """The shipped default (Qwen2.5-Coder-1.5B on llama.cpp) on the questions `make demo` asks."""
+    from expertkit.config import GenerateSettings, Settings
+    from expertkit.models.generator import make_generator
+
+    settings = Settings().generate  # the defaults, not the test model this suite otherwise uses
+    assert settings.model == "qwen2.5-coder-1.5b-instruct" == GenerateSettings.model_fields["model"].default
+    generator = make_generator(settings.model_copy(update={"model": "qwen2.5-coder-1.5b-instruct"}))
+    try:
+        rag = RAG(Retriever(sample_index, embedder), generator, k=3)
+        for question, key, source in [
+            ("What is the price in euros of the seal kit NP-4472?", "318", "parts.csv"),
+            ("What torque is the impeller nut tightened to?", "68 N·m", "nv400-service-manual.pdf"),
+        ]:
+            answer = rag.ask(question)
+            assert answer.found and key in answer.answer and not answer.extractive, answer.answer
+            assert answer.citations and all(c.source.endswith(source) for c in answer.citations)
+            assert answer.unsupported == [] and answer.invalid_citations == []
+        assert not rag.ask("Who won the football world cup in 2018?").found
+    finally:
+        generator.close()

@@ -24,6 +24,14 @@ def test_shipped_model_is_converted_once_to_safetensors(generator):
     assert generator.has_chat_template and generator.dtype in ("bf16", "fp32")
 
 
+def test_gguf_conversion_draws_no_progress_bar(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("EXPERTKIT_CACHE", str(tmp_path))
+    path = local_model_path("smollm2-135m-instruct")  # a fresh cache: converts now
+    assert path.startswith(str(tmp_path)) and (Path(path) / "config.json").exists()
+    captured = capfd.readouterr()
+    assert "Converting" not in captured.err + captured.out and "%|" not in captured.err
+
+
 def test_generates_with_the_models_own_chat_template(generator):
     prompt = generator.render(QUESTION)
     assert prompt.startswith("<|im_start|>") and prompt.endswith("<|im_start|>assistant\n")
