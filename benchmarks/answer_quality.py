@@ -86,6 +86,7 @@ def run_set(rag: RAG, questions: list[dict], kind: str) -> dict:
             "answerable": q.get("answerable", True),
             "found": a.found,
             "cited": bool(a.citations),
+            "cited_by_model": any(not c.attributed for c in a.citations),
             "extractive": a.extractive,
             "supported": sup,
             "citations": tot,
@@ -112,6 +113,7 @@ def summarise(rows: list[dict], kind: str) -> dict:
     out = {
         "questions": len(rows),
         "cited_share": sum(r["cited"] for r in found) / max(len(found), 1),
+        "cited_by_model_share": sum(r["cited_by_model"] for r in found) / max(len(found), 1),
         "citation_support": sum(r["supported"] for r in rows) / max(sum(r["citations"] for r in rows), 1),
         "invalid_citations": sum(r["invalid"] for r in rows),
         "extractive_share": sum(r["extractive"] for r in found) / max(len(found), 1),

@@ -109,6 +109,40 @@ def test_citation_forms_are_read(rag, passages, text):
     assert "[1]" in answer.answer and not answer.extractive
 
 
+@pytest.mark.parametrize(
+    "text", ["It takes 68 N·m [1, 2, and 3].", "It takes 68 N·m [Source: 1].", "It takes 68 N·m [1 & 2]."]
+)
+def test_more_citation_forms_are_read(rag, passages, text):
+    answer = rag.verify("What torque for the impeller nut?", text, passages)
+    assert answer.answer == "It takes 68 N·m [1]." and not answer.extractive
+
+
+def test_a_citation_after_the_full_stop_belongs_to_the_sentence_before(rag, passages):
+    answer = rag.verify("q", "The impeller nut takes 68 N·m. [1] The casing bolts take 145 N·m. [1]", passages)
+    assert answer.answer == "The impeller nut takes 68 N·m [1]. The casing bolts take 145 N·m [1]."
+    assert not answer.citations[0].attributed
+
+
+def test_a_claim_naming_its_source_in_words_is_kept(rag, passages):
+    answer = rag.verify("q", "According to the manual, the impeller nut takes 68 N·m [1].", passages)
+    assert answer.answer == "According to the manual, the impeller nut takes 68 N·m [1]." and not answer.extractive
+
+
+def test_a_negated_claim_is_not_supported_by_the_plain_statement(rag, passages):
+    answer = rag.verify(
+        "What torque for the impeller nut?", "The impeller nut is not tightened to 68 N·m [1].", passages
+    )
+    assert answer.unsupported == ["The impeller nut is not tightened to 68 N·m."] and answer.extractive
+
+
+@pytest.mark.parametrize(
+    "text", ["The passages do not mention the NV-999 pump.", "I don't know.", "Not found in the documents provided."]
+)
+def test_a_refusal_in_the_models_own_words_is_not_found(rag, passages, text):
+    answer = rag.verify("What does the NV-999 cost?", text, passages)
+    assert not answer.found and answer.answer == NOT_FOUND and answer.model_answer == text
+
+
 def test_a_pointer_sentence_gives_its_citation_to_the_claim(rag, passages):
     answer = rag.verify("q", "The impeller nut takes 68 N·m. This information is found in passage [1].", passages)
     assert answer.answer == "The impeller nut takes 68 N·m [1]." and not answer.citations[0].attributed

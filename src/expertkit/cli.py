@@ -352,8 +352,7 @@ def search(
 @app.command()
 def models(json_: JsonOpt = False) -> None:
     """Known models: size, whether installed, and the command that installs each."""
-    from expertkit.models.generator import model_cache_dir
-    from expertkit.models.registry import REGISTRY
+    from expertkit.models.registry import REGISTRY, model_cache_dir
 
     rows = []
     for spec in REGISTRY.values():
@@ -465,11 +464,12 @@ def _adapter_path(ws: Workspace, name: str) -> Path:
     return path
 
 
-def _print_answer(answer, streamed: bool) -> None:
-    """The verified answer (streamed tokens were the model's draft), its citations and timings."""
+def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
+    """The verified answer (streamed tokens were the model's draft), its citations and timings.
+    ``shown``: the caller printed the answer already."""
     if streamed:
         console.print()
-    if not streamed or answer.answer != answer.model_answer.strip():
+    if not shown and (not streamed or answer.answer != answer.model_answer.strip()):
         console.print(escape(answer.answer))
     if answer.extractive:
         console.print(
@@ -609,7 +609,7 @@ def chat(
         if session.last_query and session.last_query != line:
             console.print(f"[dim]searched for: {escape(session.last_query)}[/dim]")
         console.print("[bold blue]expertkit>[/bold blue] " + escape(answer.answer))
-        _print_answer(answer, streamed=True)
+        _print_answer(answer, streamed=False, shown=True)
 
 
 @app.command()
@@ -1064,6 +1064,7 @@ def eval_answers(
         "token F1",
         "found",
         "cited",
+        "cited by model",
         "citations in gold",
         "valid citations",
         "p50 latency",
@@ -1077,6 +1078,7 @@ def eval_answers(
         f"{scores.token_f1:.4f}",
         pct(scores.found),
         pct(scores.cited),
+        pct(scores.cited_by_model),
         pct(scores.citations_in_gold),
         pct(scores.citations_valid),
         f"{scores.latency_ms_p50 / 1000:.1f} s",

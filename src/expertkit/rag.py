@@ -51,68 +51,36 @@ ANSWER_INSTRUCTION = (
 
 # [1] [1, 2] [1;2] [1-3] [Passage 1] [passages 1 and 2] [Source 2]
 _CITATION = re.compile(
-    r"\[\s*(?:(?:passages?|sources?)\s*)?(\d+(?:\s*(?:[,;\-–]|and)\s*(?:(?:passages?|sources?)\s*)?\d+)*)\s*\]",
+    r"\[\s*(?:(?:passages?|sources?)\s*:?\s*)?"
+    r"(\d+(?:\s*(?:[,;&\-–]|,?\s*and)\s*(?:(?:passages?|sources?)\s*)?\d+)*)\s*\]",
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[“])|\n+")
+_LEADING_CITATIONS = re.compile(r"^\s*(?:\[[^\]]*\d[^\]]*\]\s*)+")
 _WORD = re.compile(r"[^\W_]+")  # price_eur → price, eur
-_STOP = frozenset(
-    {
-        "the",
-        "and",
-        "for",
-        "are",
-        "was",
-        "were",
-        "with",
-        "that",
-        "this",
-        "from",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "how",
-        "its",
-        "has",
-        "have",
-        "had",
-        "but",
-        "not",
-        "you",
-        "your",
-        "per",
-        "can",
-        "will",
-        "into",
-        "than",
-        "then",
-        "there",
-        "their",
-        "they",
-        "been",
-        "being",
-        "does",
-        "did",
-        "any",
-        "all",
-        "our",
-        "out",
-        "when",
-        "where",
-        "why",
-    }
+_STOP_WORDS = (
+    "the and for are was were with that this from what which who whom how its has have had but you your per can "
+    "will into than then there their they been being does did any all our out when where why"
 )
+_STOP = frozenset(_STOP_WORDS.split())  # "not" is kept: it changes what a sentence claims
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # "This information is found in passage [1]." and the like: a pointer, not a claim
-_META = re.compile(r"\b(passages?|sources?|documents?|information|found in|according to|see)\b", re.IGNORECASE)
+_POINTER_STEMS = "information info found passage source document according see given stated provided mentioned answer"
+_POINTER_WORDS = frozenset(_POINTER_STEMS.split())  # stems, as _words makes them
+# a model declining in its own words ("The passages do not mention ...", "I don't know")
+_REFUSAL = re.compile(
+    r"\bnot (?:found|mentioned|specified|stated|given|provided|contain|say|include)|\bdo(?:es)? not (?:mention|"
+    r"contain|say|specify|state|include|provide)|\bno (?:information|mention|data)\b|\bdon'?t know\b|\bcannot "
+    r"(?:find|answer|determine)\b|\bunable to (?:find|answer|determine)\b",
+    re.IGNORECASE,
+)
 _LABEL = re.compile(r"^\s*(answer|a)\s*:\s*", re.IGNORECASE)
 
 
 def parse_citation(group: str) -> list[int]:
     """The passage numbers in one bracket: "1, 2", "1-3", "passage 1 and passage 2"."""
     numbers: list[int] = []
-    for part in re.split(r"\s*(?:[,;]|\band\b)\s*", re.sub(r"(?i)passages?|sources?", "", group)):
+    for part in re.split(r"\s*(?:[,;&]|\band\b)\s*", re.sub(r"(?i)passages?|sources?", "", group)):
         lo, dash, hi = part.strip().partition("-") if "-" in part else part.strip().partition("–")
         if dash and lo.strip().isdigit() and hi.strip().isdigit() and 0 <= int(hi) - int(lo) < 20:
             numbers += range(int(lo), int(hi) + 1)
@@ -231,6 +199,16 @@ def _words(text: str) -> set[str]:
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
 
 
+def _overlap(words: set[str], other: set[str]) -> float:
+    """Share of ``words`` found in ``other``; words with digits (68, NP-4472) weigh double: they carry the fact."""
+    weight = {w: 2.0 if any(ch.isdigit() for ch in w) else 1.0 for w in words}
+    return sum(weight[w] for w in words & other) / (sum(weight.values()) or 1.0)
+
+
+_NEGATION = frozenset({"not", "never", "without", "cannot", "nor"})
+_PASSAGE_REF = re.compile(r"\b(?:passages?|sources?)\s+\d+(?:\s*(?:,|and)\s*\d+)*", re.IGNORECASE)
+
+
 class RAG:
     """Configuration in __init__ (retriever, generator, thresholds); questions flow through ``ask``."""
 
@@ -296,7 +274,15 @@ class RAG:
         timings: dict[str, float] = {}
         if not rag:
             gen = self._generate(bare_messages(question, history), on_token, timings)
-            return Answer(question, gen.text, found=True, rag=False, timings=timings, finish_reason=gen.finish_reason)
+            return Answer(
+                question,
+                gen.text,
+                found=True,
+                rag=False,
+                timings=timings,
+                finish_reason=gen.finish_reason,
+                model_answer=gen.text,
+            )
         self.embedder.model  # noqa: B018 - load first, so retrieve_ms times retrieval alone
         t0 = time.perf_counter()
         hits = self.retriever.search(retrieval_query or question, k=k or self.k, filters=filters)
@@ -379,6 +365,11 @@ class RAG:
             else:
                 unsupported.append(sentence)
         if not kept:
+            if _REFUSAL.search(raw) or NOT_FOUND.rstrip(".").lower() in raw.lower():
+                # the model declined in its own words and stated nothing the passages support
+                return Answer(
+                    question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw
+                )
             return self._quote(question, passages, support, pointed, raw, invalid, unsupported)
         citations: dict[int, Citation] = {}
         parts = []
@@ -409,11 +400,17 @@ class RAG:
         claims: list[tuple[str, list[int]]] = []
         pending: list[int] = []
         for sentence in split_sentences(text):
+            lead = _LEADING_CITATIONS.match(sentence)
+            if lead and claims:  # "… 500 hours. [2] The next claim": [2] closes the sentence before it
+                moved = [n for g in _CITATION.findall(lead.group(0)) for n in parse_citation(g)]
+                claims[-1][1].extend(n for n in moved if 1 <= n <= n_passages and n not in claims[-1][1])
+                invalid.extend(n for n in moved if not 1 <= n <= n_passages)
+                sentence = sentence[lead.end() :]
             numbers = [n for g in _CITATION.findall(sentence) for n in parse_citation(g)]
             valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= n_passages]
             invalid.extend(n for n in numbers if not 1 <= n <= n_passages)
             bare = _CITATION.sub("", sentence).strip(" .,;:")
-            pointer = _META.search(bare) and not numbers_in(bare) and len(bare.split()) <= 12
+            pointer = not numbers_in(bare) and not (_words(bare) - _POINTER_WORDS)
             echo = bare.endswith("?") or bare.lower().startswith("question:")  # a question is not a claim
             if not _words(bare) or echo or (pointer and not is_not_found(bare)):
                 if claims:
@@ -479,7 +476,11 @@ class _Support:
         self.q_vec, self.c_vecs, self.p_vecs = vectors[0], vectors[1 : 1 + len(claims)], vectors[1 + len(claims) :]
         self.sims = self.c_vecs @ self.p_vecs.T if claims else np.zeros((0, len(self.flat)))
         self.passage_words = [_words(h.chunk.embed_text()) for h in passages]
-        self.passage_numbers = [numbers_in(h.chunk.embed_text()) for h in passages]
+        # the header counts: "on page 3" is supported by a passage from page 3
+        self.passage_numbers = [
+            numbers_in(f"{passage_header(n, h)} {h.chunk.embed_text()}") for n, h in enumerate(passages, start=1)
+        ]
+        self.passage_negated = [bool(_NEGATION & set(_WORD.findall(h.chunk.text.lower()))) for h in passages]
         self._cache: dict[tuple[int, int], float] = {}
 
     def _cols(self, n: int) -> list[int]:
@@ -488,18 +489,20 @@ class _Support:
     def score(self, i: int, n: int) -> float:
         if (i, n) not in self._cache:
             claim = self.claims[i]
-            if not numbers_in(claim) <= self.passage_numbers[n - 1]:
+            negated = bool(_NEGATION & set(_WORD.findall(claim.lower())))
+            if not numbers_in(_PASSAGE_REF.sub("", claim)) <= self.passage_numbers[n - 1]:
                 value = 0.0
+            elif negated and not self.passage_negated[n - 1]:
+                value = 0.0  # "X is not covered" is not what "X is covered" says
             else:
-                words = _words(claim)
-                lexical = len(words & self.passage_words[n - 1]) / max(len(words), 1)
+                lexical = _overlap(_words(claim), self.passage_words[n - 1])
                 value = max([lexical, *(float(self.sims[i, j]) for j in self._cols(n))])
             self._cache[(i, n)] = value
         return self._cache[(i, n)]
 
     def best_passage(self, i: int) -> int | None:
-        scores = [(self.score(i, n), n) for n in range(1, len(self.passages) + 1)]
-        return max(scores)[1] if scores else None
+        numbers = range(1, len(self.passages) + 1)
+        return max(numbers, key=lambda n: (self.score(i, n), -n)) if self.passages else None
 
     def quote(self, i: int, n: int) -> str:
         """The passage sentence closest to answer sentence ``i``."""
@@ -516,14 +519,11 @@ class _Support:
         if not self.flat:
             return 0, None
         q_words = _words(self.question)
-        weight = {w: 2.0 if any(ch.isdigit() for ch in w) else 1.0 for w in q_words}
-        total = sum(weight.values()) or 1.0
         sims = self.p_vecs @ self.q_vec
 
         def score(j: int) -> float:
             n, sentence = self.flat[j]
-            lexical = sum(weight[w] for w in q_words & _words(sentence)) / total
-            return float(sims[j]) + lexical + (0.1 if n in preferred else 0.0)
+            return float(sims[j]) + _overlap(q_words, _words(sentence)) + (0.1 if n in preferred else 0.0)
 
         best = max(range(len(self.flat)), key=score)
         return self.flat[best][0], self.flat[best][1]

