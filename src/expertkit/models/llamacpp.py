@@ -317,15 +317,22 @@ def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
 # -- the warm server recorded in a workspace ----------------------------------------------------------
 
 
+def _load_record(path: Path) -> ServerInfo | None:
+    """The recorded warm server; a missing or unreadable record is removed and counts as none."""
+    try:
+        return ServerInfo(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+
+
 def read_runtime(data_dir: Path) -> ServerInfo | None:
     """The workspace's warm server if it is alive and answering. A stale record (its process gone, or
     the pid reused by another program) is removed; a live server that does not answer right now (busy,
     still loading) is left alone and not used."""
     path = data_dir / RUNTIME_FILE
-    try:
-        info = ServerInfo(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        path.unlink(missing_ok=True)
+    info = _load_record(path)
+    if info is None:
         return None
     if not _pid_is_server(info.pid, info.port, info.model_path):
         path.unlink(missing_ok=True)
@@ -354,10 +361,8 @@ def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, pa
 def stop_runtime(data_dir: Path) -> ServerInfo | None:
     """Stop the workspace's warm server, if any; returns what was stopped."""
     path = data_dir / RUNTIME_FILE
-    try:
-        info = ServerInfo(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        path.unlink(missing_ok=True)
+    info = _load_record(path)
+    if info is None:
         return None
     path.unlink(missing_ok=True)
     if not _pid_is_server(info.pid, info.port, info.model_path):
