@@ -139,9 +139,12 @@ def main() -> None:
     ap.add_argument("--emanual", type=int, default=30, help="E-Manual questions (0 = skip)")
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--only", default="", help="question ids to run (comma-separated), for debugging")
     args = ap.parse_args()
     embedder = Embedder()
     planted = [json.loads(line) for line in (PLANTED / "questions.jsonl").read_text().splitlines() if line.strip()]
+    if args.only:
+        planted = [q for q in planted if q["id"] in args.only.split(",")]
     sets = {"planted": (build_index(PLANTED, embedder), planted)}
     if args.emanual and (EMANUAL / "queries.jsonl").exists():
         gold = {
@@ -162,10 +165,10 @@ def main() -> None:
                 results.setdefault(model, {})[name] = res
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items() if k != "rows"}
                 print(model, name, json.dumps(shown), flush=True)
+                args.out.mkdir(parents=True, exist_ok=True)  # written as it goes: a long run keeps what it did
+                (args.out / "answer_quality.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
         finally:
             generator.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "answer_quality.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(f"wrote {args.out / 'answer_quality.json'}")
 
 

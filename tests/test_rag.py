@@ -212,3 +212,9 @@ def test_default_model_answers_the_demo_questions_correctly_with_citations(sampl
         assert not rag.ask("Who won the football world cup in 2018?").found
     finally:
         generator.close()
+
+
+def test_no_quote_for_a_question_about_something_the_passages_do_not_name(rag, passages):
+    """The quote fallback never answers about an M20 bolt with an M16 sentence: that is 'not found'."""
+    answer = rag.verify("What torque do the M20 casing bolts take?", "[1]", passages)
+    assert not answer.found and answer.answer == NOT_FOUND

@@ -31,7 +31,8 @@ NOT_FOUND = "Not found in the documents."
 SYSTEM_PROMPT = f"""You answer questions using only the numbered passages you are given.
 Write the answer first, in one or two short sentences, using the exact values from the passages. \
 Put the number of the passage it comes from after it, in square brackets, like [2].
-If the passages do not contain the answer, reply exactly: {NOT_FOUND}
+The passages may use other words than the question: read them carefully, tables and lists included.
+Only if no passage contains the answer, reply exactly: {NOT_FOUND}
 
 Example.
 Passages:
@@ -40,14 +41,12 @@ item: Filter cartridge FC-20; price_usd: 14.90
 [2] (manual.pdf, page 3, Maintenance)
 Replace the FC-20 cartridge every 500 operating hours.
 Question: How often must the FC-20 cartridge be changed?
-Answer: Every 500 operating hours [2].
-Question: What does the FC-30 cartridge cost?
-Answer: {NOT_FOUND}"""
+Answer: Every 500 operating hours [2]."""
 
-ANSWER_INSTRUCTION = (
-    "Answer in one or two sentences with the exact values, then cite the passage number like [2]. "
-    f"If the passages do not say, reply: {NOT_FOUND}"
-)
+# Measured on the sample corpus (benchmarks/answer_quality.py's own sets were kept out of this choice):
+# repeating the not-found rule here and a not-found example above made Qwen2.5-Coder-1.5B refuse
+# answerable questions (2 of 12 paraphrased questions; 0 without them).
+ANSWER_INSTRUCTION = "Answer in one or two sentences with the exact values, then cite the passage number like [2]."
 
 # [1] [1, 2] [1;2] [1-3] [Passage 1] [passages 1 and 2] [Source 2]
 _CITATION = re.compile(
@@ -203,6 +202,11 @@ def _overlap(words: set[str], other: set[str]) -> float:
     """Share of ``words`` found in ``other``; words with digits (68, NP-4472) weigh double: they carry the fact."""
     weight = {w: 2.0 if any(ch.isdigit() for ch in w) else 1.0 for w in words}
     return sum(weight[w] for w in words & other) / (sum(weight.values()) or 1.0)
+
+
+def _identifiers(text: str) -> set[str]:
+    """Words with digits (NV-999 → nv, 999; M20 → m20): what a question pins its answer to."""
+    return {w for w in _words(text) if any(ch.isdigit() for ch in w)}
 
 
 _NEGATION = frozenset({"not", "never", "without", "cannot", "nor"})
@@ -427,6 +431,8 @@ class RAG:
     def _quote(self, question, passages, support, preferred, raw, invalid, unsupported) -> Answer:
         """The extractive fallback: the passage sentence that best answers the question, quoted."""
         n, sentence = support.best_for_question(preferred)
+        if sentence is not None and not _identifiers(question) <= _words(support.passage_text(n)):
+            sentence = None  # the question names a part, code or value (M20, NV-999) that passage lacks
         if sentence is None:
             return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
         return Answer(
@@ -482,6 +488,9 @@ class _Support:
         ]
         self.passage_negated = [bool(_NEGATION & set(_WORD.findall(h.chunk.text.lower()))) for h in passages]
         self._cache: dict[tuple[int, int], float] = {}
+
+    def passage_text(self, n: int) -> str:
+        return f"{passage_header(n, self.passages[n - 1])} {self.passages[n - 1].chunk.embed_text()}"
 
     def _cols(self, n: int) -> list[int]:
         return [j for j, (m, _) in enumerate(self.flat) if m == n]
