@@ -378,6 +378,9 @@ def models(json_: JsonOpt = False) -> None:
     if json_:
         print(json.dumps({"models": rows}, indent=2))
         return
+    from expertkit.config import EmbedSettings, GenerateSettings
+
+    defaults = {EmbedSettings().model, GenerateSettings().model}
     table = Table("name", "kind", "installed", "size", "notes")
     for r in rows:
         notes = r["description"]
@@ -386,7 +389,7 @@ def models(json_: JsonOpt = False) -> None:
         if r["converted"]:
             notes += f"\nsafetensors copy (training): {r['converted']}"
         table.add_row(
-            r["name"],
+            r["name"] + ("\n(default)" if r["name"] in defaults else ""),
             r["kind"],
             "yes" if r["installed"] else f"no: {r['install']}",
             f"{r['size_mb']:.0f} MB" if r["size_mb"] else "",
