@@ -112,6 +112,7 @@ def summarise(rows: list[dict], kind: str) -> dict:
     ttft = [r["first_token_s"] for r in rows if r["first_token_s"] is not None]
     out = {
         "questions": len(rows),
+        "answered_share": len(found) / max(len(rows), 1),
         "cited_share": sum(r["cited"] for r in found) / max(len(found), 1),
         "cited_by_model_share": sum(r["cited_by_model"] for r in found) / max(len(found), 1),
         "citation_support": sum(r["supported"] for r in rows) / max(sum(r["citations"] for r in rows), 1),
@@ -140,7 +141,17 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--only", default="", help="question ids to run (comma-separated), for debugging")
+    ap.add_argument("--summarise", action="store_true", help="re-read --out's answer_quality.json and print it")
     args = ap.parse_args()
+    if args.summarise:
+        saved = json.loads((args.out / "answer_quality.json").read_text())
+        for model, sets in saved.items():
+            for name, res in sets.items():
+                shown = {
+                    k: (round(v, 3) if isinstance(v, float) else v) for k, v in summarise(res["rows"], name).items()
+                }
+                print(model, name, json.dumps({k: v for k, v in shown.items() if k != "rows"}))
+        return
     embedder = Embedder()
     planted = [json.loads(line) for line in (PLANTED / "questions.jsonl").read_text().splitlines() if line.strip()]
     if args.only:
