@@ -9,6 +9,7 @@ the passages it cites, so an unsupported sentence stands out.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -430,9 +431,8 @@ class RAG:
 
     def _quote(self, question, passages, support, preferred, raw, invalid, unsupported) -> Answer:
         """The extractive fallback: the passage sentence that best answers the question, quoted."""
+        # None also when the question names a part, code or value (M20, NV-999) that no passage has
         n, sentence = support.best_for_question(preferred)
-        if sentence is not None and not _identifiers(question) <= _words(support.passage_text(n)):
-            sentence = None  # the question names a part, code or value (M20, NV-999) that passage lacks
         if sentence is None:
             return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
         return Answer(
@@ -523,16 +523,28 @@ class _Support:
         return self.flat[best][1]
 
     def best_for_question(self, preferred: list[int]) -> tuple[int, str | None]:
-        """The passage sentence that best answers the question: cosine plus word overlap, identifiers
-        (words with digits, like NP-4472) weighing double; a passage the model pointed at gets a nudge."""
-        if not self.flat:
+        """The passage sentence that best answers the question: cosine plus word overlap, where a word
+        weighs by how few candidate sentences share it (the one row that says "price" beats three that
+        say "seal kit") and identifiers (NP-4472) double. Only passages that contain every identifier
+        the question names are candidates; a passage the model pointed at gets a nudge."""
+        needed = _identifiers(self.question)
+        pool = [j for j, (n, _) in enumerate(self.flat) if needed <= _words(self.passage_text(n))]
+        if not pool:
             return 0, None
         q_words = _words(self.question)
+        words = {j: _words(self.flat[j][1]) for j in pool}
+        df = {w: sum(w in ws for ws in words.values()) for w in q_words}
+        weight = {
+            w: (2.0 if any(ch.isdigit() for ch in w) else 1.0) * math.log(1 + len(pool) / df[w]) if df[w] else 0.0
+            for w in q_words
+        }
+        total = sum(weight.values()) or 1.0  # over the words some candidate has: the others tell none apart
         sims = self.p_vecs @ self.q_vec
 
         def score(j: int) -> float:
-            n, sentence = self.flat[j]
-            return float(sims[j]) + _overlap(q_words, _words(sentence)) + (0.1 if n in preferred else 0.0)
+            n = self.flat[j][0]
+            lexical = sum(weight[w] for w in q_words & words[j]) / total
+            return float(sims[j]) + lexical + (0.1 if n in preferred else 0.0)
 
-        best = max(range(len(self.flat)), key=score)
+        best = max(pool, key=score)
         return self.flat[best][0], self.flat[best][1]
