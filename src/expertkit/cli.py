@@ -492,9 +492,8 @@ def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
         )
         where += f" § {c.section}" if c.section else ""
         how = " [dim](attributed by expertkit)[/dim]" if c.attributed and not answer.extractive else ""
-        console.print(
-            f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}{how}\n      [dim]“{escape(c.quote)}”[/dim]"
-        )
+        quote = "" if answer.extractive else f"\n      [dim]“{escape(c.quote)}”[/dim]"  # the answer is the quote
+        console.print(f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}{how}{quote}")
     if answer.invalid_citations:
         console.print(
             f"[yellow]removed citation numbers that were not passages in the prompt: "
