@@ -32,12 +32,15 @@ def prompt(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"({i}) Explain step by step how to service {topic}."}]
 
 
+CLIENT = httpx.Client(timeout=600)  # keep-alive, as expertkit's own client
+
+
 def bare(url: str, messages, tokens: int) -> Generation:
     """The thinnest client: POST, read the SSE lines, time the first and last token."""
     body = {"messages": messages, "max_tokens": tokens, "temperature": 0, "stream": True}
     started = time.perf_counter()
     first, n = None, 0
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
+    with CLIENT.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue

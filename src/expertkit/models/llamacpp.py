@@ -394,7 +394,7 @@ class LlamaCppGenerator(OpenAIGenerator):
         import httpx
 
         try:
-            response = httpx.post(f"{self.server.url}{path}", json=body, timeout=self.timeout)
+            response = self._http().post(f"{self.server.url}{path}", json=body)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -426,6 +426,9 @@ class LlamaCppGenerator(OpenAIGenerator):
 
     def _server_error(self, detail: str) -> GeneratorError:
         code = self.server.exit_code()
+        if code is None and self.server.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a killed process takes a moment to go
+                code = self.server.process.wait(timeout=2)
         if code is None and self.server.process is None and self.server.pid is not None:
             code = None if _pid_is_server(self.server.pid, self.server.port, self.server.model_path) else -1
         if code is not None:
