@@ -528,7 +528,8 @@ class _Support:
         say "seal kit") and identifiers (NP-4472) double. Only passages that contain every identifier
         the question names are candidates; a passage the model pointed at gets a nudge."""
         needed = _identifiers(self.question)
-        pool = [j for j, (n, _) in enumerate(self.flat) if needed <= _words(self.passage_text(n))]
+        holding = {n for n in range(1, len(self.passages) + 1) if needed <= _words(self.passage_text(n))}
+        pool = [j for j, (n, _) in enumerate(self.flat) if n in holding]
         if not pool:
             return 0, None
         q_words = _words(self.question)
