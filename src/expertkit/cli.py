@@ -442,6 +442,8 @@ def _rag(ws: Workspace, adapter: str | None = None):
         if lineage.get("method") == "full":  # a full fine-tune is a whole model, not an adapter
             settings = settings.model_copy(update={"model": str(adapter_path)})
             adapter_path = None
+        elif lineage.get("base") and lineage["base"] != settings.model:
+            settings = settings.model_copy(update={"model": lineage["base"]})  # the base it was trained on
     _ensure_model(settings.model)
     with err.status(f"loading {settings.model}…"):
         generator = make_generator(settings, adapter=adapter_path, runtime_dir=ws.data_dir)
@@ -752,20 +754,23 @@ def eval_retrieval(
 # -- synth, tune, adapters, merge -----------------------------------------------------------------------
 
 
-def _chunk_progress(total: int) -> tuple[Progress, object]:
+def _fact_progress() -> tuple[Progress, object]:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("chunks"),
+        TextColumn("facts"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=err,
     )
-    return progress, progress.add_task("synth", total=total)
+    return progress, progress.add_task("synth", total=None)
 
 
-def _synth_generator(ws: Workspace, mode: str):
-    if mode != "model":
+def _synth_generator(ws: Workspace, model_questions: int):
+    """The local model that writes questions (through llama.cpp), or None for templates only."""
+    if model_questions <= 0:
         return None
     from expertkit.models.generator import make_generator
 
@@ -776,44 +781,70 @@ def _synth_generator(ws: Workspace, mode: str):
 
 def _print_synth(report) -> None:
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
+    written = f", {report.model_questions} written by the model ({report.model_rejected} rejected)"
     console.print(
-        f"wrote {report.written} examples to {report.out} and {report.heldout} held out to "
-        f"{report.heldout_path} ({kinds}; {report.duplicates} duplicates removed)"
+        f"{report.facts} facts → wrote {report.written} examples to {report.out} and {report.heldout} held out to "
+        f"{report.heldout_path} ({kinds}; {report.duplicates} duplicates removed"
+        + (written if report.model_questions or report.model_rejected else "")
+        + ")"
     )
 
 
-ModeOpt = Annotated[
-    str,
-    typer.Option(
-        help="extractive (no model: rows, facts, sections) or model (the generator "
-        "writes them; set generate.* to a stronger endpoint)"
-    ),
+QuestionsOpt = Annotated[int, typer.Option(help="questions per fact (templates and model together)")]
+ModelQuestionsOpt = Annotated[
+    int,
+    typer.Option(help="of which written by the local model (generate.model, through llama.cpp); 0 = templates only"),
 ]
-
-
-HoldoutOpt = Annotated[float, typer.Option(help="share of questions written apart for evaluation")]
-PerChunkOpt = Annotated[int, typer.Option(help="at most this many fact questions per chunk")]
+HoldoutOpt = Annotated[float, typer.Option(help="share of each fact's questions held out for evaluation (paraphrases)")]
+HoldoutFactsOpt = Annotated[
+    float, typer.Option(help="share of facts held out whole (never trained on), to measure what was not taught")
+]
 
 
 @synth_app.command("qa")
 def synth_qa_cmd(
     out: Annotated[Path, typer.Option(help="JSONL file to write (chat format)")],
-    mode: ModeOpt = "extractive",
+    questions: QuestionsOpt = 12,
+    model_questions: ModelQuestionsOpt = 5,
     holdout: HoldoutOpt = 0.1,
-    per_chunk: PerChunkOpt = 3,
+    holdout_facts: HoldoutFactsOpt = 0.0,
+    text_ratio: Annotated[
+        float, typer.Option(help="document text (continued pretraining) examples per QA example")
+    ] = 0.25,
+    rephrasings: Annotated[
+        int, typer.Option(help="model rephrasings of each chunk added to the text (numbers checked)")
+    ] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Question–answer pairs from the ingested chunks, deduplicated, with a held-out split."""
+    """Every fact of the documents asked many ways, answered in full sentences, plus the documents as text;
+    held-out questions written beside it."""
     from expertkit.tune.synth import synth_qa
 
     ws = _open(workspace, set_)
     index = ws.open_index()
-    generator = _synth_generator(ws, mode)
-    progress, task = _chunk_progress(index.stats().chunks)
-    with progress:
-        report = synth_qa(index, out, mode, generator, holdout, seed, per_chunk, lambda: progress.advance(task))
+    generator = _synth_generator(ws, model_questions or rephrasings)
+    progress, task = _fact_progress()
+    try:
+        with progress:
+            report = synth_qa(
+                index,
+                out,
+                generator,
+                questions,
+                model_questions,
+                holdout,
+                holdout_facts,
+                text_ratio,
+                rephrasings,
+                seed,
+                on_fact=lambda: progress.advance(task),
+                on_start=lambda n: progress.update(task, total=n),
+            )
+    finally:
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
     _print_synth(report)
 
 
@@ -829,9 +860,10 @@ def synth_raft_cmd(
             "documents.') or memorize (answer anyway, as in the RAFT paper)"
         ),
     ] = "refuse",
-    mode: ModeOpt = "extractive",
-    holdout: HoldoutOpt = 0.1,
-    per_chunk: PerChunkOpt = 3,
+    questions: QuestionsOpt = 3,
+    model_questions: ModelQuestionsOpt = 1,
+    holdout: HoldoutOpt = 0.2,
+    holdout_facts: HoldoutFactsOpt = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
@@ -842,24 +874,30 @@ def synth_raft_cmd(
 
     ws = _open(workspace, set_)
     index = ws.open_index()
-    generator = _synth_generator(ws, mode)
+    generator = _synth_generator(ws, model_questions)
     retriever = Retriever(index, _embedder(ws), ws.settings.search)
-    progress, task = _chunk_progress(index.stats().chunks)
-    with progress:
-        report = synth_raft(
-            index,
-            retriever,
-            out,
-            distractors,
-            p_oracle,
-            absent,
-            mode,
-            generator,
-            holdout,
-            seed,
-            per_chunk,
-            lambda: progress.advance(task),
-        )
+    progress, task = _fact_progress()
+    try:
+        with progress:
+            report = synth_raft(
+                index,
+                retriever,
+                out,
+                distractors,
+                p_oracle,
+                absent,
+                generator,
+                questions,
+                model_questions,
+                holdout,
+                holdout_facts,
+                seed,
+                on_fact=lambda: progress.advance(task),
+                on_start=lambda n: progress.update(task, total=n),
+            )
+    finally:
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
     _print_synth(report)
 
 
@@ -999,20 +1037,83 @@ def adapters(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
             err.print(f"[yellow]warning: adapter {a.name} is stale: {'; '.join(a.stale)}; retrain it[/yellow]")
 
 
+def _warn_stale(ws: Workspace, name: str, adapter: Path) -> None:
+    from expertkit.tune.adapters import read_lineage, staleness
+
+    index = ws.open_index() if ws.has_index() else None
+    for line in staleness(read_lineage(adapter), index):
+        err.print(f"[yellow]warning: adapter {name} is stale, a document it was trained on {line}; retrain it[/yellow]")
+
+
 @app.command()
 def merge(
     name: Annotated[str, typer.Argument(help="adapter name")],
-    out: Annotated[Path | None, typer.Option(help="folder to write [default: WORKSPACE/models/NAME-merged]")] = None,
+    gguf: Annotated[
+        bool, typer.Option("--gguf", help="write one GGUF file (base GGUF + adapter) for llama.cpp and Ollama")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="where to write [default: WORKSPACE/models/NAME-merged, or NAME-merged.gguf]"),
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Merge an adapter into its base: one model folder, with the base's tokenizer and chat template."""
-    from expertkit.tune.adapters import merge_adapter
+    """Merge an adapter into its base: a model folder with the base's tokenizer and chat template, or a GGUF."""
+    from expertkit.tune.adapters import merge_adapter, read_lineage
 
     ws = _open(workspace, None)
+    adapter = _adapter_path(ws, name)
+    _warn_stale(ws, name, adapter)
+    if gguf:
+        from expertkit.models.gguf_lora import merge_into_gguf
+        from expertkit.models.registry import resolve
+
+        base = read_lineage(adapter).get("base", "")
+        base_file = resolve(base, "generator") if base else ""
+        if not base_file.endswith(".gguf"):
+            raise ExpertkitError(
+                f"adapter {name} was trained on {base or 'an unknown base'}, which has no GGUF: merge without --gguf, "
+                "then convert the folder with llama.cpp's convert_hf_to_gguf.py"
+            )
+        target = out or ws.root / "models" / f"{name}-merged.gguf"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with err.status(f"merging {name} into {Path(base_file).name}…"):
+            path = merge_into_gguf(adapter, base_file, target)
+        console.print(
+            f"merged GGUF: {path} ({path.stat().st_size / 2**20:,.0f} MB) · use it with --set generate.model={path}, "
+            f"`llama-server -m {path}`, or an Ollama Modelfile `FROM {path}`"
+        )
+        return
     target = out or ws.root / "models" / f"{name}-merged"
     with err.status(f"merging {name}…"):
-        path = merge_adapter(_adapter_path(ws, name), target)
+        path = merge_adapter(adapter, target)
     console.print(f"merged model: {path} · use it with --set generate.model={path}")
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="adapter name")],
+    gguf: Annotated[bool, typer.Option("--gguf", help="a llama.cpp LoRA adapter GGUF")] = True,
+    out: Annotated[Path | None, typer.Option(help="file [default: WORKSPACE/adapters/NAME/adapter.gguf]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write an adapter in llama.cpp's LoRA format (GGUF), with its lineage in the file's metadata."""
+    from expertkit.models.gguf_lora import export_lora_gguf
+    from expertkit.models.registry import resolve
+    from expertkit.tune.adapters import read_lineage
+
+    if not gguf:
+        raise ExpertkitError("export writes GGUF only: pass --gguf (the PEFT adapter folder is the other format)")
+    ws = _open(workspace, None)
+    adapter = _adapter_path(ws, name)
+    _warn_stale(ws, name, adapter)
+    with err.status(f"exporting {name}…"):
+        path = export_lora_gguf(adapter, out)
+    base = read_lineage(adapter).get("base", "")
+    base_file = resolve(base, "generator") if base else "BASE.gguf"
+    console.print(f"LoRA GGUF: {path} ({path.stat().st_size / 2**20:,.1f} MB), for base {base or '?'}")
+    console.print(f"  llama.cpp: llama-server -m {base_file} --lora {path}")
+    console.print(f"  Ollama Modelfile: FROM {base_file}\n                    ADAPTER {path}")
+    console.print(f"  expertkit: ask --adapter {name} (uses it through llama.cpp when the base is a GGUF)")
 
 
 @eval_app.command("answers")

@@ -33,7 +33,9 @@ def tuned_ws(tmp_path_factory):
     shutil.copytree(EXAMPLES, docs)
     ws = root / "ws"
     assert runner.invoke(app, ["ingest", str(docs), "-w", str(ws)]).exit_code == 0
-    result = runner.invoke(app, ["synth", "raft", "--out", str(root / "raft.jsonl"), "-w", str(ws)])
+    result = runner.invoke(
+        app, ["synth", "raft", "--out", str(root / "raft.jsonl"), "--model-questions", "0", "-w", str(ws)]
+    )
     assert result.exit_code == 0, result.output
     result = run(
         "tune",
@@ -77,6 +79,29 @@ def test_ask_with_adapter_both_routes(tuned_ws):
         data = json.loads(result.stdout)
         assert data["rag"] is (not extra) and data["answer"]
         assert "stale" not in result.stderr
+
+
+def test_ask_with_adapter_runs_it_in_llama_cpp(tuned_ws):
+    """The base is a GGUF, so ask --adapter goes through llama-server --lora with the exported adapter."""
+    ws, _ = tuned_ws
+    result = run("ask", "What torque for the impeller nut?", "--adapter", "norvale", "-w", str(ws), "--json")
+    assert result.returncode == 0, result.stderr
+    assert (ws / "adapters" / "norvale" / "adapter.gguf").stat().st_size > 1_000_000
+
+
+def test_export_and_merge_gguf(tuned_ws, tmp_path):
+    ws, _ = tuned_ws
+    result = run("export", "norvale", "--gguf", "--out", str(tmp_path / "norvale.gguf"), "-w", str(ws))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "norvale.gguf").exists() and "--lora" in result.stdout and "ADAPTER" in result.stdout
+    result = run("merge", "norvale", "--gguf", "-w", str(ws))
+    assert result.returncode == 0, result.stderr
+    merged = ws / "models" / "norvale-merged.gguf"
+    answer = run(
+        "ask", "What torque for the impeller nut?", "-w", str(ws), "--json", "--set", f"generate.model={merged}"
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["answer"]
 
 
 def test_merge_writes_a_model_folder_with_the_chat_template(tuned_ws):

@@ -7,45 +7,104 @@ from expertkit.rag import NOT_FOUND, SYSTEM_PROMPT, build_messages
 from expertkit.retrieve import Retriever
 from expertkit.schema import SearchHit
 from expertkit.tune.data import load_training_data
-from expertkit.tune.synth import fact_questions, make_qa, record_questions, synth_qa, synth_raft
+from expertkit.tune.synth import (
+    ask_facts,
+    extract_facts,
+    model_questions,
+    prose_facts,
+    record_facts,
+    synth_qa,
+    synth_raft,
+    template_questions,
+)
 
 
-def test_record_questions_name_the_field_and_entity(sample_index):
-    row = next(c for c in sample_index.source_chunks(_path(sample_index, "parts.csv")) if "NP-4472" in c.text)
-    qas = {qa.question: qa.answer for qa in record_questions(row)}
-    assert qas["What is the price eur of NP-4472?"] == "The price eur of NP-4472 (part number) is 318.00."
+def _facts(index, name):
+    path = _path(index, name)
+    return extract_facts(index.source_chunks(path), {s.path: s.title or "" for s in index.sources()})
 
 
-def test_fact_questions_are_cloze_with_the_sentence_as_answer(sample_index):
+def test_record_facts_name_the_row_by_key_and_label(sample_index):
+    rows = sample_index.source_chunks(_path(sample_index, "parts.csv"))
+    facts = {f.statement: f for f in record_facts(rows)}
+    price = facts["The price eur of NP-4472 (Mechanical seal kit 45 mm (SiC/SiC/FKM)) is 318.00."]
+    assert price.value == "318.00" and "212.50" in price.others
+    assert price.names == [
+        "NP-4472 (Mechanical seal kit 45 mm (SiC/SiC/FKM))",
+        "Mechanical seal kit 45 mm (SiC/SiC/FKM)",
+        "NP-4472",
+    ]
+
+
+def test_prose_facts_ask_for_each_value_of_a_sentence(sample_index):
     chunk = next(
         c for c in sample_index.source_chunks(_path(sample_index, "nv400-service-manual.pdf")) if "68 N·m" in c.text
     )
-    qa = next(q for q in fact_questions(chunk) if "impeller nut" in q.question)
-    assert "68" not in qa.question and "what" in qa.question and qa.question.endswith("?")
-    assert "68 N·m" in qa.answer
+    fact = next(f for f in prose_facts(chunk) if "impeller nut" in f.statement)
+    assert fact.statement.startswith("Tighten the impeller nut")  # the PDF heading "3 Torque values" is gone
+    assert fact.value == "68 N·m"
+    assert (
+        fact.clozes[0] == "Tighten the impeller nut on all NV-400 models to what using the impeller locking tool NT-11?"
+    )
+    assert any(c.endswith("impeller locking tool what?") for c in fact.clozes)  # the code is asked for too
 
 
-def test_synth_qa_writes_deduplicated_split_files_with_lineage(sample_index, tmp_path):
+def test_every_fact_is_asked_many_ways_from_several_angles(sample_index):
+    import random
+
+    fact = next(f for f in _facts(sample_index, "parts.csv") if f.statement.startswith("The price eur of NP-4472"))
+    qas = template_questions(fact, 12, random.Random(0))
+    questions = [q.question for q in qas]
+    assert len(set(questions)) == len(qas) >= 10
+    assert {q.angle for q in qas} == {"value", "entity", "yes", "no"}
+    assert "Which part number has a price eur of 318.00?" in questions
+    no = next(q for q in qas if q.angle == "no")
+    assert "318.00" not in no.question and no.answer == f"No. {fact.statement}"
+    assert next(q for q in qas if q.angle == "yes").answer == f"Yes. {fact.statement}"
+    assert all(q.answer.endswith(fact.statement) for q in qas)  # answers restate the fact in full
+    assert any("Mechanical seal kit 45 mm" in q and "NP-4472" not in q for q in questions)  # named by its label
+
+
+def test_synth_qa_holds_out_paraphrases_and_facts(sample_index, tmp_path):
     out = tmp_path / "qa.jsonl"
-    report = synth_qa(sample_index, out, holdout=0.2, seed=1)
+    report = synth_qa(sample_index, out, holdout=0.2, holdout_facts=0.2, text_ratio=0.25, seed=1)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     held = [json.loads(line) for line in report.heldout_path.read_text().splitlines()]
-    assert report.written == len(rows) and report.heldout == len(held) > 0
-    assert {"record", "fact", "section"} <= set(report.kinds)
-    questions = [r["meta"]["question"] for r in rows + held]
+    qa_rows = [r for r in rows if "messages" in r]
+    texts = [r for r in rows if "text" in r]
+    assert report.written == len(rows) and report.heldout == len(held) and report.facts > 50
+    assert len(texts) == report.texts == round(0.25 * len(qa_rows))
+    questions = [r["meta"]["question"] for r in qa_rows + held]
     assert len(questions) == len(set(questions))  # duplicates removed
-    assert not {r["meta"]["question"] for r in rows} & {r["meta"]["question"] for r in held}
-    source = rows[0]["meta"]["source"]
-    assert rows[0]["meta"]["sources"] == {source: sample_index.get_source(source).content_hash}
-    again = synth_qa(sample_index, tmp_path / "again.jsonl", holdout=0.2, seed=1)
+    by_split = {s: [r for r in held if r["meta"]["split"] == s] for s in ("paraphrase", "fact")}
+    assert by_split["paraphrase"] and by_split["fact"]
+    trained_facts = {r["meta"]["fact"] for r in qa_rows}
+    assert all(r["meta"]["fact"] in trained_facts for r in by_split["paraphrase"])  # other wordings trained
+    assert not {r["meta"]["fact"] for r in by_split["fact"]} & trained_facts  # whole facts never trained
+    held_chunks = {r["meta"]["chunk_id"] for r in by_split["fact"]}
+    assert not {t["meta"]["chunk_id"] for t in texts} & held_chunks  # nor their documents' text
+    per_fact = {}
+    for r in qa_rows:
+        per_fact[r["meta"]["fact"]] = per_fact.get(r["meta"]["fact"], 0) + 1
+    assert min(per_fact.values()) >= 2
+    source = qa_rows[0]["meta"]["source"]
+    assert qa_rows[0]["meta"]["sources"] == {source: sample_index.get_source(source).content_hash}
+    again = synth_qa(sample_index, tmp_path / "again.jsonl", holdout=0.2, holdout_facts=0.2, seed=1)
     assert again.heldout == report.heldout  # a stable split
     assert load_training_data(out).source_hashes  # the training loader reads the lineage back
 
 
-def test_duplicates_are_counted(sample_index):
-    chunks = sample_index.source_chunks(_path(sample_index, "parts.csv"))
-    qas, dupes = make_qa(chunks + chunks, {}, "extractive")
+def test_duplicate_questions_are_counted(sample_index):
+    facts = _facts(sample_index, "parts.csv")
+    qas, dupes, _, _ = ask_facts(facts + facts, questions=10)
     assert dupes == len(qas) > 0
+
+
+def test_bad_fractions_are_refused(sample_index, tmp_path):
+    with pytest.raises(DataError, match="holdout"):
+        synth_qa(sample_index, tmp_path / "x.jsonl", holdout=1.0)
+    with pytest.raises(DataError, match="questions"):
+        ask_facts(_facts(sample_index, "parts.csv"), questions=0)
 
 
 def test_raft_examples_use_the_ask_prompt_and_cite_the_oracle(sample_index, embedder, tmp_path):
@@ -77,13 +136,23 @@ def test_raft_rejects_bad_fractions(sample_index, embedder, tmp_path):
         synth_raft(sample_index, Retriever(sample_index, embedder), tmp_path / "x.jsonl", p_oracle=1.5)
 
 
-def test_model_mode_keeps_only_answers_from_the_passage(sample_index, generator):
-    chunks = sample_index.source_chunks(_path(sample_index, "nv400-service-manual.pdf"))[:3]
-    qas, _ = make_qa(chunks, {}, "model", generator)
-    for qa in qas:
-        assert qa.kind == "model" and qa.question.endswith("?")
-    with pytest.raises(DataError, match="needs a generator"):
-        make_qa(chunks, {}, "model", None)
+def test_the_local_model_writes_questions_about_the_fact(sample_index):
+    """Through the llama.cpp runtime (the shipped SmolLM2 here): kept questions end with '?' and share
+    words with the fact; the rest are counted as rejected."""
+    from expertkit.config import GenerateSettings
+    from expertkit.models.generator import make_generator
+    from expertkit.rag import _words
+
+    fact = next(f for f in _facts(sample_index, "nv400-service-manual.pdf") if "impeller nut" in f.statement)
+    generator = make_generator(GenerateSettings(model="smollm2-135m-instruct"))
+    try:
+        kept, rejected = model_questions(fact, generator, 4)
+    finally:
+        generator.close()
+    assert kept and len(kept) <= 4 and len(kept) + rejected >= 1
+    for qa in kept:
+        assert qa.angle == "model" and qa.question.endswith("?") and qa.answer == fact.statement
+        assert _words(qa.question) & _words(fact.statement)
 
 
 def _path(index, name):

@@ -43,10 +43,45 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tiny_phi3, chat
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(data, str(tiny_phi3), tmp_path, "r", settings(), resume=True)
     train(data, str(tiny_phi3), tmp_path, "r", settings(max_steps=2))
+    (tmp_path / "runs" / "r" / "run.json").unlink()  # as a run killed after its checkpoint leaves it
     with pytest.raises(TrainingError, match="--resume"):
         train(data, str(tiny_phi3), tmp_path, "r", settings(max_steps=2))
     resumed = train(data, str(tiny_phi3), tmp_path, "r", settings(max_steps=4), resume=True)
     assert resumed.steps == 4
+
+
+def test_a_finished_run_is_not_resumed_or_overwritten(tiny_phi3, chat_file, tmp_path):
+    data = load_training_data(chat_file)
+    first = train(data, str(tiny_phi3), tmp_path, "done", settings(max_steps=2))
+    weights = (first.adapter_dir / "adapter_model.safetensors").read_bytes()
+    for resume in (True, False):
+        with pytest.raises(TrainingError, match="already finished") as info:
+            train(data, str(tiny_phi3), tmp_path, "done", settings(max_steps=4), resume=resume)
+        assert "another --name" in str(info.value)
+    assert (first.adapter_dir / "adapter_model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [("data", "data_sha256"), ("r", "r 16 → 8"), ("method", "method 'lora' → 'full'")],
+)
+def test_resume_refuses_a_checkpoint_trained_on_something_else(tiny_phi3, chat_file, tmp_path, change, needle):
+    data = load_training_data(chat_file)
+    train(data, str(tiny_phi3), tmp_path, "x", settings(max_steps=2))
+    (tmp_path / "runs" / "x" / "run.json").unlink()  # an unfinished run with a checkpoint
+    other = tmp_path / "other.jsonl"
+    other.write_text(chat_file.read_text().replace("torque", "force"))
+    kwargs = {"data": {}, "r": {"r": 8}, "method": {"method": "full"}}[change]
+    with pytest.raises(TrainingError, match="cannot resume") as info:
+        train(
+            load_training_data(other) if change == "data" else data,
+            str(tiny_phi3),
+            tmp_path,
+            "x",
+            settings(max_steps=4, **kwargs),
+            resume=True,
+        )
+    assert needle in str(info.value)
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_phi3, chat_file, tmp_path):

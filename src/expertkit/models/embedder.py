@@ -20,6 +20,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_amx() -> bool:
+    """True where the CPU has AMX tiles for bf16 matrix products (Sapphire Rapids and later)."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 class Embedder:
     """A sentence-transformers model. Configuration in __init__; texts flow through ``encode``.
 

@@ -161,7 +161,7 @@ class TransformersGenerator:
         if adapter is not None:
             from peft import PeftModel
 
-            from expertkit.tune.adapters import check_compatible
+            from expertkit.models.lineage import check_compatible
 
             check_compatible(Path(adapter), self.model.config, model)
 
@@ -398,18 +398,23 @@ def generate_json(generator: Generator, messages: Messages, schema: dict, max_ne
     except json.JSONDecodeError:
         return None
     required = schema.get("required", [])
-    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip() for k in required):
+
+    def filled(v) -> bool:
+        return isinstance(v, str) and bool(v.strip()) or isinstance(v, list) and bool(v)
+
+    if not isinstance(value, dict) or not all(filled(value.get(k)) for k in required):
         return None
     return value
 
 
 def choose_backend(settings, adapter: str | Path | None = None) -> str:
-    """``auto``: llama.cpp for a GGUF model without a PEFT adapter, transformers otherwise."""
+    """``auto``: llama.cpp for a GGUF model (a LoRA adapter goes along as a llama.cpp LoRA GGUF), transformers
+    otherwise."""
     if settings.backend != "auto":
         return settings.backend
     if settings.base_url:
         return "openai"
-    return "llamacpp" if is_gguf(settings.model) and adapter is None else "transformers"
+    return "llamacpp" if is_gguf(settings.model) else "transformers"
 
 
 def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Path | None = None) -> Generator:
@@ -434,19 +439,28 @@ def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Pat
     if backend == "llamacpp":
         from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, read_runtime
 
+        lora: list[str] = []
         if adapter is not None:
-            raise ConfigError(
-                "generate.backend = llamacpp runs GGUF models without PEFT adapters for now: "
-                "use --set generate.backend=transformers (or auto) with --adapter"
-            )
-        info = read_runtime(runtime_dir) if runtime_dir is not None else None
+            from expertkit.models.gguf_lora import lora_gguf
+            from expertkit.models.lineage import read_lineage
+
+            trained_on = read_lineage(Path(adapter)).get("base")
+            if trained_on and trained_on != settings.model:
+                raise ConfigError(
+                    f"adapter {Path(adapter).name} was trained on {trained_on!r}, not on {settings.model!r}: "
+                    f"use --set generate.model={trained_on}"
+                )
+            lora = [str(lora_gguf(Path(adapter)))]  # written once beside the adapter
+        info = read_runtime(runtime_dir) if runtime_dir is not None and not lora else None
         if info is not None and info.model == settings.model:
             server = LlamaServer.attach(info)
         else:
             path = resolve(settings.model, "generator")
             if not path.endswith(".gguf"):
                 raise ConfigError(f"generate.backend = llamacpp needs a GGUF model; {settings.model} is {path}")
-            server = LlamaServer(path, settings.model, settings.ctx_size, settings.parallel, settings.threads)
+            server = LlamaServer(
+                path, settings.model, settings.ctx_size, settings.parallel, settings.threads, lora=lora
+            )
             server.start()
         return LlamaCppGenerator(server, settings.model, settings.timeout_s)
     return TransformersGenerator(settings.model, adapter=adapter, dtype=settings.dtype)

@@ -143,8 +143,10 @@ class LlamaServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_path: Path | None = None,
+        lora: list[str] | None = None,
     ) -> None:
         self.model_path = model_path
+        self.lora = list(lora or [])  # LoRA adapter GGUFs applied to every request (llama-server --lora)
         self.name = name or Path(model_path).stem
         self.ctx_size = ctx_size
         self.parallel = parallel
@@ -172,6 +174,7 @@ class LlamaServer:
             "--n-gpu-layers", "0",
             "--jinja",  # the chat template stored in the GGUF, rendered as the model's authors wrote it
             "--no-webui",
+            *(arg for path in self.lora for arg in ("--lora", path)),
         ]  # fmt: skip
 
     def start(self, detach: bool = False, timeout: float = 180.0) -> LlamaServer:

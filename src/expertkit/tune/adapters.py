@@ -13,15 +13,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expertkit.errors import TrainingError, WorkspaceError
-
-LINEAGE_FILE = "expertkit.json"
-
-
-def base_fingerprint(config) -> dict:
-    """What must match for an adapter to fit a base: architecture and shapes."""
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
-    return {k: getattr(config, k, None) for k in keys}
+from expertkit.errors import WorkspaceError
+from expertkit.models.lineage import (  # noqa: F401 - re-exported: the adapters API
+    LINEAGE_FILE,
+    base_fingerprint,
+    check_compatible,
+    read_lineage,
+    replace_dir,
+)
 
 
 @dataclass
@@ -34,13 +33,6 @@ class AdapterInfo:
 
 def adapters_dir(root: Path) -> Path:
     return root / "adapters"
-
-
-def read_lineage(path: Path) -> dict:
-    try:
-        return json.loads((path / LINEAGE_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def staleness(lineage: dict, index) -> list[str]:
@@ -68,19 +60,6 @@ def list_adapters(root: Path, index=None) -> list[AdapterInfo]:
     return out
 
 
-def check_compatible(adapter: Path, base_config, base_name: str) -> None:
-    """Refuse an adapter trained on a different base model, naming both."""
-    lineage = read_lineage(adapter)
-    want = lineage.get("base_fingerprint")
-    if want and want != base_fingerprint(base_config):
-        raise TrainingError(
-            f"adapter {adapter.name} was trained on {lineage.get('base')!r}, not on {base_name!r} "
-            f"({want.get('model_type')} {want.get('hidden_size')}-d × {want.get('num_hidden_layers')} layers vs "
-            f"{base_config.model_type} {base_config.hidden_size}-d × {base_config.num_hidden_layers}). "
-            f"Use --set generate.model={lineage.get('base')} or train a new adapter"
-        )
-
-
 def merge_adapter(adapter: Path, out: Path) -> Path:
     """Write base + adapter as one model folder that keeps the base's tokenizer and chat template."""
     import torch
@@ -103,6 +82,5 @@ def merge_adapter(adapter: Path, out: Path) -> Path:
     merged.save_pretrained(tmp)
     AutoTokenizer.from_pretrained(base_path).save_pretrained(tmp)
     (tmp / LINEAGE_FILE).write_text(json.dumps({**lineage, "merged_from": str(adapter)}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     return out

@@ -1,11 +1,20 @@
-"""Training data made from the ingested chunks: question–answer pairs, and RAFT examples.
+"""Training data made from the ingested chunks: facts asked many ways, documents as text, and RAFT examples.
 
-``extractive`` mode needs no model, so it works (and is testable) with a weak local model:
-  - a table row or record → one question per field ("What is the price eur of NP-4471?")
-  - a sentence stating a number or code → a cloze question, answered by the sentence itself
-  - a section → "What does <document> say about <heading>?", answered by its first sentences
-``model`` mode asks the generator (local, or a stronger OpenAI-compatible endpoint) to write a question
-and answer per chunk, and keeps only answers whose words come from the chunk.
+A model learns a fact it can state afterwards when it has seen the fact asked in many different
+words (Abonizio et al. 2025; Allen-Zhu & Li, *Physics of Language Models 3.1*): one question per fact
+teaches the question, not the fact. So ``synth qa``:
+
+1. finds the facts: every field of a table row or record, and every informative sentence of prose
+   (its key value: a number with its unit, a code, or a name);
+2. asks each fact many ways (``questions``, at least 10 by default): model-free templates (the value
+   given the entity, the entity given the value, yes/no with the true and with a wrong value), plus
+   questions written by the local model through the llama.cpp runtime (``model_questions``), which
+   bring the synonyms and word orders templates cannot;
+3. answers every question with the fact restated as a full sentence, so the answer carries its context;
+4. removes duplicate questions, and holds out by paraphrase (some questions of every fact) and, when
+   asked, by fact (whole facts), so evaluation asks questions never seen in training;
+5. adds the documents themselves (and, with a model, rephrasings of them) as continued-pretraining
+   text, ``text_ratio`` examples of text per example of QA.
 
 RAFT (Zhang et al. 2024, arXiv 2403.10131): each question comes with its oracle chunk and N
 distractors (the retriever's best wrong answers), in the exact prompt ``ask`` builds; a fraction
@@ -19,19 +28,28 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from expertkit.errors import DataError
-from expertkit.rag import NOT_FOUND, build_messages, split_sentences
+from expertkit.rag import NOT_FOUND, build_messages, numbers_in, split_sentences
 from expertkit.schema import Chunk, SearchHit
 
 _FIELD = re.compile(r"(?:^|;\s*)([^:;]{1,40}):\s*([^;]+)")
 _UNITS = (
-    r"N·m|Nm|mm/s|m3/h|m³/h|mm|cm|km|m|bar|kW|W|V|A|rpm|°C|°F|hours?|minutes?|seconds?|months?|days?|"
-    r"weeks?|years?|percent|%|g|kg|l|litres?|liters?|drops|MB|GB"
+    r"N·m|Nm|mm/s|m3/h|m³/h|mm|cm|km|m|bar|kW|W|V|A|rpm|°C|°F|C|hours?|minutes?|min|seconds?|months?|days?|"
+    r"weeks?|years?|percent|%|g|kg|l|litres?|liters?|drops|MB|GB|EUR|USD|GBP|euros?|pounds?|dollars?|pence|pallets?|tonnes?|t"
 )
-_FACT = re.compile(rf"(?<![\w-])(\d[\d,]*(?:\.\d+)?)(\s*(?:{_UNITS})(?![\w]))?")
+_FACT = re.compile(rf"(?<![\w-])([-−]?\d[\d,]*(?:\.\d+)?)(\s*(?:{_UNITS})(?![\w]))?")
+_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[A-Z0-9][\w]*(?:-[\w]+)+|(?<![\w-])[A-Z]{2,}\d+\b")
+_NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]+(?: [A-Z][\w-]+)*")
+_CURRENCY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?")
+_AMOUNT = re.compile(r"[-−+]?[£$€]?\s?[\d.,:/]+\s*\S{0,6}")  # a value, not a name: "318.00", "5 days"
+_TIME = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?(?![\d:])")
+
+QUESTIONS = 12  # questions per fact, templates and model together
+MODEL_QUESTIONS = 5  # of which written by the local model, when there is one
 
 
 @dataclass
@@ -39,7 +57,32 @@ class QA:
     question: str
     answer: str
     chunk: Chunk
-    kind: str  # record | fact | section | model
+    kind: str  # record | fact (the fact's kind)
+    angle: str = "value"  # value | entity | yes | no | model
+    fact_id: str = ""
+
+
+@dataclass
+class Fact:
+    """One thing the documents state: the sentence that states it, and the value a question asks for."""
+
+    statement: str  # a full sentence: every answer restates it
+    chunk: Chunk
+    kind: str  # record | fact
+    value: str = ""  # the key value ("68 N·m", "Linz A-01"); "" when none was found
+    cloze: str = ""  # the statement asked for its value ("...to what using...?")
+    entity: str = ""  # records: the row's name(s), e.g. "NP-4472 (Mechanical seal kit 45 mm)"
+    attribute: str = ""  # records: the field, e.g. "price eur"
+    key_name: str = ""  # records: the key field, e.g. "part number"
+    others: list[str] = field(default_factory=list)  # records: the same field's values in other rows
+    where: str = ""  # the document's title
+    names: list[str] = field(default_factory=list)  # records: ways to name the row (key, label, both)
+    unique: bool = False  # records: no other row has this value in this field
+    clozes: list[str] = field(default_factory=list)  # prose: the statement asked for each of its values
+
+    @property
+    def id(self) -> str:
+        return hashlib.blake2b(f"{self.chunk.chunk_id}|{self.statement}".encode(), digest_size=6).hexdigest()
 
 
 @dataclass
@@ -50,115 +93,369 @@ class SynthReport:
     out: Path
     heldout_path: Path
     kinds: dict[str, int] = field(default_factory=dict)
+    facts: int = 0
+    texts: int = 0  # continued-pretraining text examples among the written ones
+    model_questions: int = 0  # questions the model wrote that passed the checks
+    model_rejected: int = 0
 
 
 def _human(name: str) -> str:
     return re.sub(r"[_\-.]+", " ", name).strip()
 
 
-def record_questions(chunk: Chunk) -> list[QA]:
-    fields = [(k.strip(), v.strip()) for k, v in _FIELD.findall(chunk.text)]
-    if len(fields) < 2:
-        return []
-    key_name, entity = fields[0]
+def _lc(text: str) -> str:
+    """Lower-case the first letter unless the word is an identifier or an acronym (NV-400, PTC)."""
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and (first[1].isupper() or any(ch.isdigit() for ch in first)):
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# --- 1. facts -----------------------------------------------------------------------------------------
+
+
+def record_facts(chunks: list[Chunk], where: str = "") -> list[Fact]:
+    """One fact per field of every row. A row is named by its key and, where it has one, a short
+    descriptive field, so a question can name the row either way."""
+    rows = []
+    for chunk in chunks:
+        fields = [(k.strip(), v.strip()) for k, v in _FIELD.findall(chunk.text)]
+        if len(fields) >= 2:
+            rows.append((chunk, fields))
+    column: dict[str, list[str]] = {}
+    for _, fields in rows:
+        for name, value in fields[1:]:
+            column.setdefault(name, []).append(value)
     out = []
-    for name, value in fields[1:]:
-        q = f"What is the {_human(name)} of {entity}?"
-        a = f"The {_human(name)} of {entity} ({_human(key_name)}) is {value}."
-        out.append(QA(q, a, chunk, "record"))
+    for chunk, fields in rows:
+        key_name, key = fields[0]
+        label = next(
+            (
+                v
+                for n, v in fields[1:]
+                if not _AMOUNT.fullmatch(v) and 1 <= len(v.split()) <= 8 and column.get(n, []).count(v) == 1
+            ),
+            "",
+        )
+        entity = f"{key} ({label})" if label else key
+        for name, value in fields[1:]:
+            if value == label:
+                continue
+            attribute = _human(name)
+            out.append(
+                Fact(
+                    statement=f"The {attribute} of {entity} is {value}.",
+                    chunk=chunk,
+                    kind="record",
+                    value=value,
+                    cloze=f"What is the {attribute} of {entity}?",
+                    entity=entity,
+                    attribute=attribute,
+                    key_name=_human(key_name),
+                    others=sorted({v for v in column[name] if v != value}),
+                    where=where,
+                    names=[entity, label, key] if label else [key],
+                    unique=column[name].count(value) == 1,
+                )
+            )
     return out
 
 
-def fact_questions(chunk: Chunk, per_chunk: int = 3) -> list[QA]:
+def _values(sentence: str, most: int = 3) -> list[re.Match]:
+    """What a question about this sentence can ask for, best first: amounts of money, numbers with a unit,
+    clock times and codes; failing those, bare numbers, then names. Overlapping matches are dropped."""
+    numbers = [m for m in _FACT.finditer(sentence) if m.start() > 0]
+    codes = [m for m in _CODE.finditer(sentence) if m.start() > 0]
+    strong = [
+        *_CURRENCY.finditer(sentence),
+        *(m for m in numbers if m.group(2)),
+        *_TIME.finditer(sentence),
+        *codes,
+    ]
+    ranked = strong or [*numbers, *_NAME.finditer(sentence)]
+    out: list[re.Match] = []
+    for m in ranked:
+        if all(m.end() <= o.start() or m.start() >= o.end() for o in out):
+            out.append(m)
+    return out[:most]
+
+
+def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
+    """Informative sentences of prose: 25–400 characters, not a question, with a value to ask for."""
     out = []
+    headings = [h.strip() for h in chunk.section]
     for sentence in split_sentences(chunk.text):
-        if len(sentence) < 25 or len(sentence) > 400 or sentence.count(":") > 2:
+        sentence = sentence.lstrip("-•*0123456789. ").strip() if re.match(r"^([-•*]|\d+\.)\s", sentence) else sentence
+        for h in headings:  # a PDF chunk's first sentence carries its heading ("3 Torque values Tighten …")
+            if h and sentence.startswith(h + " ") and len(sentence) > len(h) + 20:
+                sentence = sentence[len(h) + 1 :]
+        if len(sentence) < 25 or len(sentence) > 400 or sentence.endswith("?") or sentence.count(":") > 2:
             continue
-        # prefer a number with a unit ("68 N·m") over a bare one; a leading number is a heading's
-        matches = [m for m in _FACT.finditer(sentence) if m.start() > 0]
-        match = next((m for m in matches if m.group(2)), matches[0] if matches else None)
-        if not match:
+        if len(sentence.split()) < 6 and not sentence.endswith("."):  # a title or a list label
             continue
-        cloze = (sentence[: match.start()] + "what" + sentence[match.end() :]).rstrip(" .;:")
-        out.append(QA(f"{cloze}?", sentence if sentence.endswith(".") else sentence + ".", chunk, "fact"))
-        if len(out) >= per_chunk:
-            break
+        if sentence.strip() in headings:
+            continue
+        values = _values(sentence)
+        if not values:
+            continue
+        clozes = [(sentence[: m.start()] + "what" + sentence[m.end() :]).rstrip(" .;:") + "?" for m in values]
+        fact = Fact(_sentence(sentence), chunk, "fact", values[0].group(0).strip(), clozes[0], where=where)
+        fact.clozes = clozes
+        out.append(fact)
     return out
 
 
-def section_question(chunk: Chunk, title: str) -> list[QA]:
-    if not chunk.section or not chunk.text.startswith(chunk.section[-1]):
-        return []  # only the chunk that opens its section
-    sentences = [s for s in split_sentences(chunk.text) if s.strip() != chunk.section[-1]]
-    if not sentences:
-        return []
-    heading = chunk.section[-1]
-    where = title or Path(chunk.source).stem.replace("-", " ")
-    answer = " ".join(sentences[:2])
-    return [QA(f"What does {where} say about {heading.lower()}?", answer, chunk, "section")]
+def extract_facts(chunks: Iterable[Chunk], titles: dict[str, str]) -> list[Fact]:
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_source.setdefault(chunk.source, []).append(chunk)
+    facts, seen = [], set()
+    for source, group in by_source.items():
+        where = titles.get(source) or _human(Path(source).stem)
+        records = [c for c in group if c.record_id is not None]
+        found = record_facts(records, where)
+        recorded = {f.chunk.chunk_id for f in found}
+        for chunk in group:
+            if chunk.chunk_id not in recorded:
+                found += prose_facts(chunk, where)
+        for f in found:
+            if f.statement not in seen:  # overlapping chunks repeat sentences
+                seen.add(f.statement)
+                facts.append(f)
+    return facts
 
 
-MODEL_PROMPT = (
-    "Read the passage and write one question that a customer or technician could ask and that the passage "
-    "answers, then the answer in one sentence taken from the passage. Reply with a JSON object: "
-    '{{"question": "...", "answer": "..."}}\n\nPassage:\n{passage}'
+# --- 2. questions ---------------------------------------------------------------------------------------
+
+_RECORD_TEMPLATES = (
+    "What is the {a} of {e}?",
+    "What's the {a} for {e}?",
+    "Tell me the {a} of {e}.",
+    "{e}: what is its {a}?",
+    "Which {a} does {e} have?",
+    "Could you give me the {a} of {e}?",
+    "I need the {a} for {e}, what is it?",
+    "In the {w}, what {a} is listed for {e}?",
+    "Do you know the {a} of {e}?",
+    "Looking up {e}, what is the {a}?",
 )
-QA_SCHEMA = {
+_PROSE_TEMPLATES = (
+    "{c}",
+    "According to the {w}, {lc}",
+    "{w}: {c}",
+    "Can you tell me {lc}",
+    "Quick question: {lc}",
+    "Do you know {lc}",
+    "I'd like to check something: {lc}",
+    "Please answer from the {w}: {lc}",
+    "Remind me, {lc}",
+    "One more thing: {lc}",
+)
+
+
+def _wrong(value: str, others: list[str], rng: random.Random) -> str:
+    """A plausible wrong value: another row's value, else the number changed."""
+    if others:
+        return rng.choice(others)
+    m = re.search(r"\d+(?:\.\d+)?", value)
+    if not m:
+        return ""
+    n = float(m.group(0))
+    changed = n * rng.choice((2, 3)) if n else 5
+    text = f"{changed:g}" if "." in m.group(0) else str(int(changed))
+    return value[: m.start()] + text + value[m.end() :]
+
+
+def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
+    """Model-free questions from several angles, each answered by the fact's statement."""
+
+    def qa(q: str, angle: str, answer: str | None = None) -> QA:
+        return QA(q, answer or fact.statement, fact.chunk, fact.kind, angle, fact.id)
+
+    out: list[QA] = []
+    if fact.kind == "record":
+        names = fact.names or [fact.entity]
+        out += [
+            qa(t.format(a=fact.attribute, e=names[i % len(names)], w=fact.where), "value")
+            for i, t in enumerate(_RECORD_TEMPLATES)
+        ]
+        if fact.unique and fact.others:  # the value names one row: ask for the row
+            out.append(qa(f"Which {fact.key_name} has a {fact.attribute} of {fact.value}?", "entity"))
+    else:
+        clozes = fact.clozes or [fact.cloze]
+        out += [
+            qa(t.format(c=clozes[i % len(clozes)], lc=_lc(clozes[i % len(clozes)]), w=fact.where), "value")
+            for i, t in enumerate(_PROSE_TEMPLATES)
+        ]
+    claim = fact.statement.rstrip(".")
+    out.append(qa(f"Is it true that {_lc(claim)}?", "yes", f"Yes. {fact.statement}"))
+    wrong = _wrong(fact.value, fact.others, rng) if fact.value else ""
+    if wrong and wrong != fact.value and fact.value in claim:
+        false = claim.replace(fact.value, wrong, 1)
+        out.append(qa(f"Is it true that {_lc(false)}?", "no", f"No. {fact.statement}"))
+    # keep the yes/no pair and the entity question, fill the rest with value templates in a fixed order
+    special = [q for q in out if q.angle != "value"]
+    value = [q for q in out if q.angle == "value"]
+    return special + value[: max(n - len(special), 1)]
+
+
+PARAPHRASE_PROMPT = (
+    'Here is a fact from {where}:\n"{statement}"\n\n'
+    "Write {n} different questions that this fact answers, the way different customers or colleagues would "
+    "ask them. Use your own words: synonyms, another word order, a different angle (one may ask which thing "
+    "has the value). Each question must make sense on its own and name what it is about. "
+    'Reply with a JSON object: {{"questions": ["...", "..."]}}'
+)
+PARAPHRASE_SCHEMA = {
     "type": "object",
-    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
-    "required": ["question", "answer"],
+    "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 12}},
+    "required": ["questions"],
 }
 
 
-def model_questions(chunk: Chunk, generator) -> list[QA]:
+def _content(text: str) -> set[str]:
+    from expertkit.rag import _words
+
+    return _words(text)
+
+
+def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
+    """Questions the local model writes for the fact, kept only when they are about it; (kept, rejected)."""
     from expertkit.models.generator import generate_json
 
-    messages = [{"role": "user", "content": MODEL_PROMPT.format(passage=chunk.text[:2000])}]
-    pair = generate_json(generator, messages, QA_SCHEMA, 128)
-    if pair is None:
-        return []
-    question, answer = pair["question"].strip(), pair["answer"].strip().split("\n")[0]
-    words = {w for w in re.findall(r"\w+", answer.lower()) if len(w) > 2}
-    passage = set(re.findall(r"\w+", chunk.text.lower()))
-    if not words or len(words & passage) / len(words) < 0.6:  # the answer must come from the passage
-        return []
-    return [QA(question if question.endswith("?") else question + "?", answer, chunk, "model")]
+    prompt = PARAPHRASE_PROMPT.format(where=fact.where or "a company document", statement=fact.statement, n=n + 2)
+    value = generate_json(generator, [{"role": "user", "content": prompt}], PARAPHRASE_SCHEMA, 40 * (n + 2))
+    if value is None:
+        return [], 0
+    facts_words = _content(fact.statement)
+    kept, rejected = [], 0
+    for q in value["questions"]:
+        q = " ".join(str(q).split())
+        words = _content(q)
+        ok = (
+            q.endswith("?")
+            and 3 <= len(q.split()) <= 40
+            and len(words & facts_words) >= 1  # about this fact
+            and _norm(q) != _norm(fact.statement)
+        )
+        if ok and len(kept) < n:
+            kept.append(QA(q, fact.statement, fact.chunk, fact.kind, "model", fact.id))
+        else:
+            rejected += 1
+    return kept, rejected
 
 
 def _norm(q: str) -> str:
     return " ".join(re.findall(r"\w+", q.lower()))
 
 
-def make_qa(
-    chunks: Iterable[Chunk], titles: dict[str, str], mode: str = "extractive", generator=None, per_chunk: int = 3
-) -> tuple[list[QA], int]:
-    """Question–answer pairs for the chunks, duplicates (same normalised question) removed."""
-    if mode not in ("extractive", "model"):
-        raise DataError(f"synth mode {mode!r}: use extractive or model")
-    if mode == "model" and generator is None:
-        raise DataError("synth mode model needs a generator")
-    seen, out, dupes = set(), [], 0
+def ask_facts(
+    facts: list[Fact],
+    questions: int = QUESTIONS,
+    generator=None,
+    model_share: int = MODEL_QUESTIONS,
+    seed: int = 0,
+    on_fact: Callable[[], None] | None = None,
+) -> tuple[list[QA], int, int, int]:
+    """Every fact asked ``questions`` ways, duplicates removed: (qas, duplicates, model kept, model rejected)."""
+    if questions < 1:
+        raise DataError(f"--questions {questions}: at least 1 question per fact")
+    n_model = min(model_share, questions) if generator is not None else 0
+
+    def written(fact: Fact) -> tuple[list[QA], int]:
+        return model_questions(fact, generator, n_model) if n_model else ([], 0)
+
+    workers = max(1, int(getattr(generator, "parallel", 1) or 1))
+    pool = ThreadPoolExecutor(workers) if n_model and workers > 1 else None
+    results = pool.map(written, facts) if pool else map(written, facts)
+    seen: set[str] = set()
+    out, dupes, kept, rejected = [], 0, 0, 0
+    try:
+        for fact, (by_model, bad) in zip(facts, results, strict=True):
+            kept, rejected = kept + len(by_model), rejected + bad
+            rng = random.Random(f"{seed}|{fact.id}")  # the same fact gets the same questions, run after run
+            items = by_model + template_questions(fact, questions - len(by_model), rng)
+            for qa in items:
+                key = _norm(qa.question)
+                if key in seen:
+                    dupes += 1
+                    continue
+                seen.add(key)
+                out.append(qa)
+            if on_fact:
+                on_fact()
+    finally:
+        if pool:
+            pool.shutdown()
+    return out, dupes, kept, rejected
+
+
+# --- 3. documents as text ----------------------------------------------------------------------------
+
+REPHRASE_PROMPT = (
+    "Rewrite this passage from {where} in your own words as one short paragraph. Keep every name, code, "
+    "number and unit exactly as written; add nothing.\n\nPassage:\n{text}"
+)
+
+
+def document_texts(
+    chunks: list[Chunk], titles: dict[str, str], generator=None, rephrasings: int = 0
+) -> list[tuple[str, Chunk]]:
+    """Each chunk as continued-pretraining text under its title and section, plus model rephrasings that
+    keep every number of the original (others are dropped)."""
+    out = []
     for chunk in chunks:
-        if mode == "model":
-            items = model_questions(chunk, generator)
-        elif chunk.record_id is not None:
-            items = record_questions(chunk) or fact_questions(chunk, per_chunk)
-        else:
-            items = section_question(chunk, titles.get(chunk.source, "")) + fact_questions(chunk, per_chunk)
-        for qa in items:
-            key = _norm(qa.question)
-            if key in seen:
-                dupes += 1
-                continue
-            seen.add(key)
-            out.append(qa)
-    return out, dupes
+        where = titles.get(chunk.source) or _human(Path(chunk.source).stem)
+        header = " — ".join([where, *[s for s in chunk.section if s != where]])
+        out.append((f"{header}\n\n{chunk.text}", chunk))
+        for _ in range(rephrasings if generator is not None else 0):
+            prompt = REPHRASE_PROMPT.format(where=where, text=chunk.text[:2000])
+            text = generator.generate([{"role": "user", "content": prompt}], 400, 0.3).text.strip()
+            if (
+                len(text) > 40
+                and numbers_in(chunk.text) >= numbers_in(text)
+                and numbers_in(text) >= numbers_in(chunk.text)
+            ):
+                out.append((f"{header}\n\n{text}", chunk))
+    return out
+
+
+# --- 4. splits and files --------------------------------------------------------------------------------
+
+
+def _hash_fraction(key: str, seed: int) -> float:
+    h = int(hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).hexdigest(), 16)
+    return (h % 10_000) / 10_000
 
 
 def is_heldout(question: str, fraction: float, seed: int = 0) -> bool:
     """A stable split: the same question lands on the same side every run."""
-    h = int(hashlib.blake2b(f"{seed}|{_norm(question)}".encode(), digest_size=8).hexdigest(), 16)
-    return (h % 10_000) / 10_000 < fraction
+    return _hash_fraction(_norm(question), seed) < fraction
+
+
+def split_questions(qas: list[QA], holdout: float, holdout_facts: float, seed: int) -> dict[int, str]:
+    """Which questions are held out, and why: ``fact`` (the whole fact never trains) or ``paraphrase``
+    (other wordings of the same fact do). Model-written questions, the most natural ones, are held out
+    first; every fact keeps at least two questions for training."""
+    by_fact: dict[str, list[int]] = {}
+    for i, qa in enumerate(qas):
+        by_fact.setdefault(qa.fact_id, []).append(i)
+    held: dict[int, str] = {}
+    for fact_id, idx in by_fact.items():
+        if _hash_fraction("fact|" + fact_id, seed) < holdout_facts:
+            held.update({i: "fact" for i in idx})
+            continue
+        n = min(int(round(holdout * len(idx))), max(len(idx) - 2, 0))
+        if holdout > 0 and n == 0 and len(idx) >= 4:
+            n = 1
+        ranked = sorted(idx, key=lambda i: (qas[i].angle != "model", _hash_fraction(qas[i].question, seed)))
+        held.update({i: "paraphrase" for i in ranked[:n]})
+    return held
 
 
 def qa_record(qa: QA, source_hashes: dict[str, str], messages: list[dict] | None = None, **meta) -> dict:
@@ -167,6 +464,8 @@ def qa_record(qa: QA, source_hashes: dict[str, str], messages: list[dict] | None
         "messages": messages,
         "meta": {
             "kind": qa.kind,
+            "angle": qa.angle,
+            "fact": qa.fact_id,
             "chunk_id": qa.chunk.chunk_id,
             "source": qa.chunk.source,
             "sources": {qa.chunk.source: source_hashes.get(qa.chunk.source, "")},
@@ -175,6 +474,77 @@ def qa_record(qa: QA, source_hashes: dict[str, str], messages: list[dict] | None
             **meta,
         },
     }
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def heldout_path_for(out: Path) -> Path:
+    return out.with_name(out.stem + ".heldout" + out.suffix)
+
+
+def synth_qa(
+    index,
+    out: Path,
+    generator=None,
+    questions: int = QUESTIONS,
+    model_questions_: int = MODEL_QUESTIONS,
+    holdout: float = 0.1,
+    holdout_facts: float = 0.0,
+    text_ratio: float = 0.25,
+    rephrasings: int = 0,
+    seed: int = 0,
+    on_fact: Callable[[], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> SynthReport:
+    """QA pairs (many per fact) plus document text, written to ``out``; held-out questions beside it."""
+    if not 0.0 <= holdout < 1.0 or not 0.0 <= holdout_facts < 1.0:
+        raise DataError("--holdout and --holdout-facts: fractions from 0 up to (not including) 1")
+    if text_ratio < 0:
+        raise DataError(f"--text-ratio {text_ratio}: 0 or more text examples per QA example")
+    chunks, titles, hashes = _all_chunks(index)
+    facts = extract_facts(chunks, titles)
+    if not facts:
+        raise DataError("no facts found in the ingested documents: nothing to ask about")
+    if on_start:
+        on_start(len(facts))
+    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_questions_, seed, on_fact)
+    held = split_questions(qas, holdout, holdout_facts, seed)
+    train = [qa_record(qa, hashes) for i, qa in enumerate(qas) if i not in held]
+    heldout = [qa_record(qa, hashes, split=held[i]) for i, qa in enumerate(qas) if i in held]
+    # documents of facts held out whole would teach those facts: leave them out of the text too
+    held_chunks = {qas[i].chunk.chunk_id for i, why in held.items() if why == "fact"}
+    texts = [
+        {
+            "text": text,
+            "meta": {
+                "kind": "text",
+                "chunk_id": c.chunk_id,
+                "source": c.source,
+                "sources": {c.source: hashes.get(c.source, "")},
+            },
+        }
+        for text, c in document_texts(chunks, titles, generator, rephrasings)
+        if c.chunk_id not in held_chunks
+    ]
+    n_text = int(round(text_ratio * len(train)))
+    rng = random.Random(seed)
+    text_rows = [texts[i % len(texts)] for i in range(n_text)] if texts else []
+    rows = train + text_rows
+    rng.shuffle(rows)
+    _write_jsonl(out, rows)
+    held_path = heldout_path_for(out)
+    _write_jsonl(held_path, heldout)
+    kinds = _kinds([qa for i, qa in enumerate(qas) if i not in held])
+    if text_rows:
+        kinds["text"] = len(text_rows)
+    return SynthReport(
+        len(rows), len(heldout), dupes, out, held_path, kinds, len(facts), len(text_rows), kept, rejected
+    )
 
 
 def raft_example(
@@ -195,36 +565,6 @@ def raft_example(
     return [*messages, {"role": "assistant", "content": answer}], position
 
 
-def write_split(records: list[dict], out: Path, holdout: float, seed: int) -> tuple[int, int, Path]:
-    heldout_path = out.with_name(out.stem + ".heldout" + out.suffix)
-    train, held = [], []
-    for r in records:
-        (held if is_heldout(r["meta"]["question"], holdout, seed) else train).append(r)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, rows in ((out, train), (heldout_path, held)):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
-    return len(train), len(held), heldout_path
-
-
-def synth_qa(
-    index,
-    out: Path,
-    mode: str = "extractive",
-    generator=None,
-    holdout: float = 0.1,
-    seed: int = 0,
-    per_chunk: int = 3,
-    on_chunk: Callable[[], None] | None = None,
-) -> SynthReport:
-    chunks, titles, hashes = _all_chunks(index)
-    qas, dupes = make_qa(_tick(chunks, on_chunk), titles, mode, generator, per_chunk)
-    records = [qa_record(qa, hashes) for qa in qas]
-    n_train, n_held, held_path = write_split(records, out, holdout, seed)
-    return SynthReport(n_train, n_held, dupes, out, held_path, _kinds(qas))
-
-
 def synth_raft(
     index,
     retriever,
@@ -232,23 +572,32 @@ def synth_raft(
     distractors: int = 3,
     p_oracle: float = 0.8,
     absent: str = "refuse",
-    mode: str = "extractive",
     generator=None,
-    holdout: float = 0.1,
+    questions: int = 3,
+    model_questions_: int = 1,
+    holdout: float = 0.2,
+    holdout_facts: float = 0.0,
     seed: int = 0,
-    per_chunk: int = 3,
-    on_chunk: Callable[[], None] | None = None,
+    on_fact: Callable[[], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> SynthReport:
+    """RAFT examples: each fact asked ``questions`` ways, in the ``ask`` prompt with its chunk among distractors."""
     if not 0.0 <= p_oracle <= 1.0:
         raise DataError(f"--p-oracle {p_oracle}: a fraction between 0 and 1")
     if absent not in ("refuse", "memorize"):
         raise DataError(f"--absent {absent!r}: use refuse or memorize")
     chunks, titles, hashes = _all_chunks(index)
-    qas, dupes = make_qa(_tick(chunks, on_chunk), titles, mode, generator, per_chunk)
+    facts = extract_facts(chunks, titles)
+    if not facts:
+        raise DataError("no facts found in the ingested documents: nothing to ask about")
+    if on_start:
+        on_start(len(facts))
+    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_questions_, seed, on_fact)
+    held = split_questions(qas, holdout, holdout_facts, seed)
     rng = random.Random(seed)
     pool = list(chunks)
-    records = []
-    for qa in qas:
+    train, heldout = [], []
+    for i, qa in enumerate(qas):
         hard = [
             h.chunk
             for h in retriever.search(qa.question, k=distractors + 3)
@@ -261,17 +610,16 @@ def synth_raft(
                 chosen.append(c)
         include = rng.random() < p_oracle
         messages, position = raft_example(qa, chosen, include, rng, absent)
-        records.append(
-            qa_record(
-                qa,
-                hashes,
-                messages,
-                oracle=position + 1 if position is not None else None,
-                distractors=[c.chunk_id for c in chosen],
-            )
-        )
-    n_train, n_held, held_path = write_split(records, out, holdout, seed)
-    return SynthReport(n_train, n_held, dupes, out, held_path, _kinds(qas))
+        meta = {"oracle": position + 1 if position is not None else None, "distractors": [c.chunk_id for c in chosen]}
+        if i in held:
+            heldout.append(qa_record(qa, hashes, messages, split=held[i], **meta))
+        else:
+            train.append(qa_record(qa, hashes, messages, **meta))
+    _write_jsonl(out, train)
+    held_path = heldout_path_for(out)
+    _write_jsonl(held_path, heldout)
+    kinds = _kinds([qa for i, qa in enumerate(qas) if i not in held])
+    return SynthReport(len(train), len(heldout), dupes, out, held_path, kinds, len(facts), 0, kept, rejected)
 
 
 def _same_fact(chunk: Chunk, qa: QA) -> bool:

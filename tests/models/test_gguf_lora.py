@@ -1,0 +1,108 @@
+"""PEFT LoRA → llama.cpp: the adapter GGUF, served by llama-server with --lora, must give what
+transformers gives with the same adapter (greedy), and must change what the base says."""
+
+import pytest
+
+from expertkit.config import TuneSettings
+from expertkit.errors import TrainingError
+from expertkit.models.registry import resolve
+from expertkit.tune.data import load_training_data
+from expertkit.tune.train import train
+
+PROMPTS = [f"What is the torque for bolt B{i}?" for i in (3, 7, 11, 19, 23)]
+TOKENS = 16
+REQUIRED_AGREEMENT = 0.85  # share of greedy tokens equal before the first divergence, over all prompts
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    import json
+
+    from tests.tune.conftest import chat_rows
+
+    root = tmp_path_factory.mktemp("gguf-lora")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in chat_rows()))
+    settings = TuneSettings(
+        max_steps=10, batch_size=4, grad_accum=1, learning_rate=5e-3, warmup_ratio=0.0, save_steps=100, max_length=128
+    )
+    return train(load_training_data(data), "smollm2-135m-instruct", root, "bolts", settings).adapter_dir
+
+
+def _prefix_agreement(a: list[int], b: list[int]) -> tuple[int, int]:
+    n = min(len(a), len(b))
+    same = next((i for i in range(n) if a[i] != b[i]), n)
+    return same, max(len(a), len(b))
+
+
+def test_adapter_gguf_has_llama_cpp_names_and_metadata(adapter):
+    import gguf
+
+    from expertkit.models.gguf_lora import export_lora_gguf
+
+    path = export_lora_gguf(adapter)
+    reader = gguf.GGUFReader(str(path))
+    fields = {name: reader.get_field(name).contents() for name in reader.fields if not name.startswith("GGUF.")}
+    assert fields["general.type"] == "adapter" and fields["adapter.type"] == "lora"
+    assert fields["adapter.lora.alpha"] == 32.0 and fields["general.architecture"] == "llama"
+    assert '"base": "smollm2-135m-instruct"' in fields["expertkit.lineage"]  # lineage travels with the file
+    names = {t.name: t for t in reader.tensors}
+    a, b = names["blk.0.attn_q.weight.lora_a"], names["blk.0.attn_q.weight.lora_b"]
+    assert list(a.shape) == [576, 16] and list(b.shape) == [16, 576]  # ggml order: A is in × r, B is r × out
+    assert len(names) == 2 * 7 * 30  # q k v o gate up down, 30 layers
+
+
+def test_llama_server_with_the_adapter_matches_transformers(adapter):
+    from expertkit.models.generator import TransformersGenerator
+    from expertkit.models.gguf_lora import lora_gguf
+    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer
+
+    tuned = TransformersGenerator("smollm2-135m-instruct", adapter=adapter, dtype="fp32")
+    tok = tuned.tokenizer
+    path = resolve("smollm2-135m-instruct", "generator")
+    outputs = {}
+    for name, lora in (("lora", [str(lora_gguf(adapter))]), ("base", [])):
+        server = LlamaServer(path, "smollm2-135m-instruct", 1024, 1, lora=lora).start()
+        gen = LlamaCppGenerator(server, "smollm2-135m-instruct")
+        try:
+            outputs[name] = [gen.generate([{"role": "user", "content": p}], TOKENS, 0.0).text for p in PROMPTS]
+        finally:
+            gen.close()
+    reference = [tuned.generate([{"role": "user", "content": p}], TOKENS, 0.0).text for p in PROMPTS]
+    same = total = 0
+    for ours, theirs in zip(outputs["lora"], reference, strict=True):
+        s, t = _prefix_agreement(tok.encode(ours), tok.encode(theirs))
+        same, total = same + s, total + t
+    assert same / total >= REQUIRED_AGREEMENT, (outputs["lora"], reference)
+    assert outputs["lora"] != outputs["base"]  # the adapter visibly changes the output
+    assert sum("takes" in o for o in outputs["lora"]) >= 4  # ... to what it was trained to say
+
+
+def test_merged_gguf_answers_like_base_plus_adapter(adapter, tmp_path):
+    import gguf
+
+    from expertkit.models.gguf_lora import lora_gguf, merge_into_gguf
+    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer
+
+    base = resolve("smollm2-135m-instruct", "generator")
+    merged = merge_into_gguf(adapter, base, tmp_path / "merged.gguf")
+    reader = gguf.GGUFReader(str(merged))
+    assert reader.get_field("tokenizer.chat_template").contents()  # the template travels
+    answers = {}
+    for name, model, lora in (("merged", str(merged), []), ("lora", base, [str(lora_gguf(adapter))])):
+        server = LlamaServer(model, name, 1024, 1, lora=lora).start()
+        gen = LlamaCppGenerator(server, name)
+        try:
+            answers[name] = [gen.generate([{"role": "user", "content": p}], TOKENS, 0.0).text for p in PROMPTS]
+        finally:
+            gen.close()
+    agree = sum(a == b for a, b in zip(answers["merged"], answers["lora"], strict=True))
+    assert agree >= 4, answers
+
+
+def test_a_folder_without_lora_weights_is_refused(tmp_path):
+    from expertkit.models.gguf_lora import export_lora_gguf
+
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8}')
+    with pytest.raises(TrainingError, match="base model|adapter_model"):
+        export_lora_gguf(tmp_path)
