@@ -779,6 +779,18 @@ def _synth_generator(ws: Workspace, model_questions: int):
         return make_generator(ws.settings.generate, runtime_dir=ws.data_dir)
 
 
+def _run_synth(generator, job) -> None:
+    """Run a synth job under a facts progress bar, stop the model it used, print what it wrote."""
+    progress, task = _fact_progress()
+    try:
+        with progress:
+            report = job(on_fact=lambda: progress.advance(task), on_start=lambda n: progress.update(task, total=n))
+    finally:
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
+    _print_synth(report)
+
+
 def _print_synth(report) -> None:
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
     written = f", {report.model_questions} written by the model ({report.model_rejected} rejected)"
@@ -825,27 +837,22 @@ def synth_qa_cmd(
     ws = _open(workspace, set_)
     index = ws.open_index()
     generator = _synth_generator(ws, model_questions or rephrasings)
-    progress, task = _fact_progress()
-    try:
-        with progress:
-            report = synth_qa(
-                index,
-                out,
-                generator,
-                questions,
-                model_questions,
-                holdout,
-                holdout_facts,
-                text_ratio,
-                rephrasings,
-                seed,
-                on_fact=lambda: progress.advance(task),
-                on_start=lambda n: progress.update(task, total=n),
-            )
-    finally:
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
-    _print_synth(report)
+    _run_synth(
+        generator,
+        lambda **progress: synth_qa(
+            index,
+            out,
+            generator,
+            questions,
+            model_questions,
+            holdout,
+            holdout_facts,
+            text_ratio,
+            rephrasings,
+            seed,
+            **progress,
+        ),
+    )
 
 
 @synth_app.command("raft")
@@ -876,29 +883,24 @@ def synth_raft_cmd(
     index = ws.open_index()
     generator = _synth_generator(ws, model_questions)
     retriever = Retriever(index, _embedder(ws), ws.settings.search)
-    progress, task = _fact_progress()
-    try:
-        with progress:
-            report = synth_raft(
-                index,
-                retriever,
-                out,
-                distractors,
-                p_oracle,
-                absent,
-                generator,
-                questions,
-                model_questions,
-                holdout,
-                holdout_facts,
-                seed,
-                on_fact=lambda: progress.advance(task),
-                on_start=lambda n: progress.update(task, total=n),
-            )
-    finally:
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
-    _print_synth(report)
+    _run_synth(
+        generator,
+        lambda **progress: synth_raft(
+            index,
+            retriever,
+            out,
+            distractors,
+            p_oracle,
+            absent,
+            generator,
+            questions,
+            model_questions,
+            holdout,
+            holdout_facts,
+            seed,
+            **progress,
+        ),
+    )
 
 
 class _TrainProgress:

@@ -62,7 +62,7 @@ def llama():
 
 def test_gguf_models_run_on_llama_cpp_by_default():
     assert choose_backend(GenerateSettings(model=MODEL)) == "llamacpp"
-    assert choose_backend(GenerateSettings(model=MODEL), adapter="some/adapter") == "transformers"
+    assert choose_backend(GenerateSettings(model=MODEL), adapter="some/adapter") == "llamacpp"  # with --lora
     assert choose_backend(GenerateSettings(model="/models/phi3-folder")) == "transformers"
     assert choose_backend(GenerateSettings(model="/models/Phi-3-mini-4k-instruct-q4.gguf")) == "llamacpp"
     assert choose_backend(GenerateSettings(model=MODEL, base_url="http://x/v1")) == "openai"

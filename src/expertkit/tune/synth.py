@@ -502,18 +502,18 @@ def synth_qa(
     on_start: Callable[[int], None] | None = None,
 ) -> SynthReport:
     """QA pairs (many per fact) plus document text, written to ``out``; held-out questions beside it."""
-    if not 0.0 <= holdout < 1.0 or not 0.0 <= holdout_facts < 1.0:
-        raise DataError("--holdout and --holdout-facts: fractions from 0 up to (not including) 1")
     if text_ratio < 0:
         raise DataError(f"--text-ratio {text_ratio}: 0 or more text examples per QA example")
-    chunks, titles, hashes = _all_chunks(index)
-    facts = extract_facts(chunks, titles)
-    if not facts:
-        raise DataError("no facts found in the ingested documents: nothing to ask about")
-    if on_start:
-        on_start(len(facts))
-    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_questions_, seed, on_fact)
-    held = split_questions(qas, holdout, holdout_facts, seed)
+    asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
+    chunks, titles, hashes, facts, qas, held = (
+        asked.chunks,
+        asked.titles,
+        asked.hashes,
+        asked.facts,
+        asked.qas,
+        asked.held,
+    )
+    dupes, kept, rejected = asked.duplicates, asked.kept, asked.rejected
     train = [qa_record(qa, hashes) for i, qa in enumerate(qas) if i not in held]
     heldout = [qa_record(qa, hashes, split=held[i]) for i, qa in enumerate(qas) if i in held]
     # documents of facts held out whole would teach those facts: leave them out of the text too
@@ -586,14 +586,9 @@ def synth_raft(
         raise DataError(f"--p-oracle {p_oracle}: a fraction between 0 and 1")
     if absent not in ("refuse", "memorize"):
         raise DataError(f"--absent {absent!r}: use refuse or memorize")
-    chunks, titles, hashes = _all_chunks(index)
-    facts = extract_facts(chunks, titles)
-    if not facts:
-        raise DataError("no facts found in the ingested documents: nothing to ask about")
-    if on_start:
-        on_start(len(facts))
-    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_questions_, seed, on_fact)
-    held = split_questions(qas, holdout, holdout_facts, seed)
+    asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
+    chunks, hashes, facts, qas, held = asked.chunks, asked.hashes, asked.facts, asked.qas, asked.held
+    dupes, kept, rejected = asked.duplicates, asked.kept, asked.rejected
     rng = random.Random(seed)
     pool = list(chunks)
     train, heldout = [], []
@@ -620,6 +615,34 @@ def synth_raft(
     _write_jsonl(held_path, heldout)
     kinds = _kinds([qa for i, qa in enumerate(qas) if i not in held])
     return SynthReport(len(train), len(heldout), dupes, out, held_path, kinds, len(facts), 0, kept, rejected)
+
+
+@dataclass
+class _Asked:
+    chunks: list[Chunk]
+    titles: dict[str, str]
+    hashes: dict[str, str]
+    facts: list[Fact]
+    qas: list[QA]
+    held: dict[int, str]
+    duplicates: int
+    kept: int
+    rejected: int
+
+
+def _ask_index(index, generator, questions, model_share, holdout, holdout_facts, seed, on_fact, on_start) -> _Asked:
+    """The index's facts, asked and split: what synth qa and synth raft both start from."""
+    if not 0.0 <= holdout < 1.0 or not 0.0 <= holdout_facts < 1.0:
+        raise DataError("--holdout and --holdout-facts: fractions from 0 up to (not including) 1")
+    chunks, titles, hashes = _all_chunks(index)
+    facts = extract_facts(chunks, titles)
+    if not facts:
+        raise DataError("no facts found in the ingested documents: nothing to ask about")
+    if on_start:
+        on_start(len(facts))
+    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_share, seed, on_fact)
+    held = split_questions(qas, holdout, holdout_facts, seed)
+    return _Asked(chunks, titles, hashes, facts, qas, held, dupes, kept, rejected)
 
 
 def _same_fact(chunk: Chunk, qa: QA) -> bool:
