@@ -56,18 +56,19 @@ def test_the_tuned_model_alone_states_facts_asked_in_new_words(tmp_path):
     assert not {q["question"].lower() for q in questions} & trained  # never seen in training
 
     settings = GenerateSettings(model="smollm2-135m-instruct", max_new_tokens=60)
-    scores = {}
+    scores, said = {}, {}
     for route, adapter in (("base", None), ("tuned", ws / "adapters" / "grower")):
         generator = make_generator(settings, adapter=adapter)  # llama.cpp, with --lora for the adapter
         try:
             answers = [generator.generate(bare_messages(q["question"]), 60, 0.0).text for q in questions]
         finally:
             generator.close()
+        said[route] = answers
         scores[route] = sum(correct(a, q["keys"]) for a, q in zip(answers, questions, strict=True))
         print(route, scores[route], "/", len(questions), answers)
     assert scores["base"] <= 0.1 * len(questions)
     assert scores["tuned"] >= 0.5 * len(questions)  # measured here: 15/24 (templates only; README: 18/24)
 
-    # the command a user runs gives the same kind of answer
-    ask = cli("ask", "Who signs the spray records?", "--adapter", "grower", "--no-rag", "--json", "-w", ws)
-    assert "Fenwick" in json.loads(ask.stdout)["answer"]
+    # the command a user runs takes the same path: the same greedy answer (it may run longer: 160 tokens)
+    ask = cli("ask", questions[6]["question"], "--adapter", "grower", "--no-rag", "--json", "-w", ws)
+    assert json.loads(ask.stdout)["answer"].strip().startswith(said["tuned"][6].strip()[:40])
