@@ -102,9 +102,11 @@ def main() -> None:
     }
     paraphraser = None
     data = args.data or work / "qa.jsonl"
-    if (not args.data or args.raft) and args.paraphraser and args.model_questions:
+    wanted = args.routes.split(",") + (["rag+raft"] if args.raft and "rag+raft" not in args.routes else [])
+    tuning = "fine-tuned" in wanted or args.raft  # base and rag alone need no data and no adapter
+    if tuning and (not args.data or args.raft) and args.paraphraser and args.model_questions:
         paraphraser = make_generator(GenerateSettings(model=args.paraphraser))
-    if not args.data:
+    if tuning and not args.data:
         t0 = time.perf_counter()
         report = synth_qa(
             index, data, paraphraser, args.questions, args.model_questions, holdout=0.0, text_ratio=args.text_ratio
@@ -137,7 +139,7 @@ def main() -> None:
         for k in ("epochs", "learning_rate", "r", "alpha", "targets", "replay", "batch_size", "grad_accum")
     }
     adapters = {}
-    jobs = [("qa", data)]
+    jobs = [("qa", data)] if "fine-tuned" in wanted else []
     if args.raft:
         raft = work / "raft.jsonl"
         synth_raft(index, retriever, raft, generator=paraphraser, holdout=0.0)
@@ -161,11 +163,10 @@ def main() -> None:
         print(name, summary[f"train_{name}"], flush=True)
     routes = {
         "base": (None, False),
-        "fine-tuned": (adapters["qa"], False),
+        "fine-tuned": (adapters.get("qa"), False),
         "rag": (None, True),
         "rag+raft": (adapters.get("raft"), True),
     }
-    wanted = args.routes.split(",") + (["rag+raft"] if args.raft and "rag+raft" not in args.routes else [])
     with (work / "answers.jsonl").open("w") as log:
         for route in wanted:
             adapter, use_rag = routes[route]
