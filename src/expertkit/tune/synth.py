@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expertkit.errors import DataError
-from expertkit.rag import NOT_FOUND, build_messages, numbers_in, split_sentences
+from expertkit.rag import NOT_FOUND, _words, build_messages, numbers_in, split_sentences
 from expertkit.schema import Chunk, SearchHit
 
 _FIELD = re.compile(r"(?:^|;\s*)([^:;]{1,40}):\s*([^;]+)")
@@ -70,7 +70,6 @@ class Fact:
     chunk: Chunk
     kind: str  # record | fact
     value: str = ""  # the key value ("68 N·m", "Linz A-01"); "" when none was found
-    cloze: str = ""  # the statement asked for its value ("...to what using...?")
     entity: str = ""  # records: the row's name(s), e.g. "NP-4472 (Mechanical seal kit 45 mm)"
     attribute: str = ""  # records: the field, e.g. "price eur"
     key_name: str = ""  # records: the key field, e.g. "part number"
@@ -153,7 +152,6 @@ def record_facts(chunks: list[Chunk], where: str = "") -> list[Fact]:
                     chunk=chunk,
                     kind="record",
                     value=value,
-                    cloze=f"What is the {attribute} of {entity}?",
                     entity=entity,
                     attribute=attribute,
                     key_name=_human(key_name),
@@ -204,9 +202,7 @@ def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
         if not values:
             continue
         clozes = [(sentence[: m.start()] + "what" + sentence[m.end() :]).rstrip(" .;:") + "?" for m in values]
-        fact = Fact(_sentence(sentence), chunk, "fact", values[0].group(0).strip(), clozes[0], where=where)
-        fact.clozes = clozes
-        out.append(fact)
+        out.append(Fact(_sentence(sentence), chunk, "fact", values[0].group(0).strip(), where=where, clozes=clozes))
     return out
 
 
@@ -287,7 +283,7 @@ def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
         if fact.unique and fact.others:  # the value names one row: ask for the row
             out.append(qa(f"Which {fact.key_name} has a {fact.attribute} of {fact.value}?", "entity"))
     else:
-        clozes = fact.clozes or [fact.cloze]
+        clozes = fact.clozes
         out += [
             qa(t.format(c=clozes[i % len(clozes)], lc=_lc(clozes[i % len(clozes)]), w=fact.where), "value")
             for i, t in enumerate(_PROSE_TEMPLATES)
@@ -318,12 +314,6 @@ PARAPHRASE_SCHEMA = {
 }
 
 
-def _content(text: str) -> set[str]:
-    from expertkit.rag import _words
-
-    return _words(text)
-
-
 def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
     """Questions the local model writes for the fact, kept only when they are about it; (kept, rejected)."""
     from expertkit.models.generator import generate_json
@@ -332,11 +322,11 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
     value = generate_json(generator, [{"role": "user", "content": prompt}], PARAPHRASE_SCHEMA, 40 * (n + 2))
     if value is None:
         return [], 0
-    facts_words = _content(fact.statement)
+    facts_words = _words(fact.statement)
     kept, rejected = [], 0
     for q in value["questions"]:
         q = " ".join(str(q).split())
-        words = _content(q)
+        words = _words(q)
         ok = (
             q.endswith("?")
             and 3 <= len(q.split()) <= 40
@@ -410,17 +400,14 @@ def document_texts(
     keep every number of the original (others are dropped)."""
     out = []
     for chunk in chunks:
+        numbers = numbers_in(chunk.text)
         where = titles.get(chunk.source) or _human(Path(chunk.source).stem)
         header = " — ".join([where, *[s for s in chunk.section if s != where]])
         out.append((f"{header}\n\n{chunk.text}", chunk))
         for _ in range(rephrasings if generator is not None else 0):
             prompt = REPHRASE_PROMPT.format(where=where, text=chunk.text[:2000])
             text = generator.generate([{"role": "user", "content": prompt}], 400, 0.3).text.strip()
-            if (
-                len(text) > 40
-                and numbers_in(chunk.text) >= numbers_in(text)
-                and numbers_in(text) >= numbers_in(chunk.text)
-            ):
+            if len(text) > 40 and numbers_in(text) == numbers:  # every number kept, none added
                 out.append((f"{header}\n\n{text}", chunk))
     return out
 
@@ -505,15 +492,7 @@ def synth_qa(
     if text_ratio < 0:
         raise DataError(f"--text-ratio {text_ratio}: 0 or more text examples per QA example")
     asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
-    chunks, titles, hashes, facts, qas, held = (
-        asked.chunks,
-        asked.titles,
-        asked.hashes,
-        asked.facts,
-        asked.qas,
-        asked.held,
-    )
-    dupes, kept, rejected = asked.duplicates, asked.kept, asked.rejected
+    qas, held, hashes = asked.qas, asked.held, asked.hashes
     train = [qa_record(qa, hashes) for i, qa in enumerate(qas) if i not in held]
     heldout = [qa_record(qa, hashes, split=held[i]) for i, qa in enumerate(qas) if i in held]
     # documents of facts held out whole would teach those facts: leave them out of the text too
@@ -528,7 +507,7 @@ def synth_qa(
                 "sources": {c.source: hashes.get(c.source, "")},
             },
         }
-        for text, c in document_texts(chunks, titles, generator, rephrasings)
+        for text, c in document_texts(asked.chunks, asked.titles, generator, rephrasings)
         if c.chunk_id not in held_chunks
     ]
     n_text = int(round(text_ratio * len(train)))
@@ -536,15 +515,7 @@ def synth_qa(
     text_rows = [texts[i % len(texts)] for i in range(n_text)] if texts else []
     rows = train + text_rows
     rng.shuffle(rows)
-    _write_jsonl(out, rows)
-    held_path = heldout_path_for(out)
-    _write_jsonl(held_path, heldout)
-    kinds = _kinds([qa for i, qa in enumerate(qas) if i not in held])
-    if text_rows:
-        kinds["text"] = len(text_rows)
-    return SynthReport(
-        len(rows), len(heldout), dupes, out, held_path, kinds, len(facts), len(text_rows), kept, rejected
-    )
+    return _write(asked, out, rows, heldout, len(text_rows))
 
 
 def raft_example(
@@ -587,10 +558,9 @@ def synth_raft(
     if absent not in ("refuse", "memorize"):
         raise DataError(f"--absent {absent!r}: use refuse or memorize")
     asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
-    chunks, hashes, facts, qas, held = asked.chunks, asked.hashes, asked.facts, asked.qas, asked.held
-    dupes, kept, rejected = asked.duplicates, asked.kept, asked.rejected
+    qas, held, hashes = asked.qas, asked.held, asked.hashes
     rng = random.Random(seed)
-    pool = list(chunks)
+    pool = list(asked.chunks)
     train, heldout = [], []
     for i, qa in enumerate(qas):
         hard = [
@@ -610,11 +580,7 @@ def synth_raft(
             heldout.append(qa_record(qa, hashes, messages, split=held[i], **meta))
         else:
             train.append(qa_record(qa, hashes, messages, **meta))
-    _write_jsonl(out, train)
-    held_path = heldout_path_for(out)
-    _write_jsonl(held_path, heldout)
-    kinds = _kinds([qa for i, qa in enumerate(qas) if i not in held])
-    return SynthReport(len(train), len(heldout), dupes, out, held_path, kinds, len(facts), 0, kept, rejected)
+    return _write(asked, out, train, heldout)
 
 
 @dataclass
@@ -645,6 +611,28 @@ def _ask_index(index, generator, questions, model_share, holdout, holdout_facts,
     return _Asked(chunks, titles, hashes, facts, qas, held, dupes, kept, rejected)
 
 
+def _write(asked: _Asked, out: Path, rows: list[dict], heldout: list[dict], texts: int = 0) -> SynthReport:
+    """Write the training rows to ``out`` and the held-out ones beside it; what was written."""
+    _write_jsonl(out, rows)
+    held_path = heldout_path_for(out)
+    _write_jsonl(held_path, heldout)
+    kinds = _kinds([qa for i, qa in enumerate(asked.qas) if i not in asked.held])
+    if texts:
+        kinds["text"] = texts
+    return SynthReport(
+        len(rows),
+        len(heldout),
+        asked.duplicates,
+        out,
+        held_path,
+        kinds,
+        len(asked.facts),
+        texts,
+        asked.kept,
+        asked.rejected,
+    )
+
+
 def _same_fact(chunk: Chunk, qa: QA) -> bool:
     # a distractor that states the answer is not a distractor
     return qa.answer.rstrip(".").lower() in chunk.text.lower()
@@ -656,13 +644,6 @@ def _all_chunks(index) -> tuple[list[Chunk], dict[str, str], dict[str, str]]:
         raise DataError("the index is empty: ingest documents before synthesizing training data")
     chunks = [c for s in sources for c in index.source_chunks(s.path)]
     return chunks, {s.path: s.title or "" for s in sources}, {s.path: s.content_hash for s in sources}
-
-
-def _tick(chunks: list[Chunk], on_chunk):
-    for c in chunks:
-        yield c
-        if on_chunk:
-            on_chunk()
 
 
 def _kinds(qas: list[QA]) -> dict[str, int]:
