@@ -28,20 +28,16 @@ def replay_examples(model, tokenizer, base_path: str, n: int) -> list[Example]:
     prompts = replay_prompts()
     answers = _cached_answers(model, tokenizer, base_path, prompts)
     pairs = [(p, a) for p, a in zip(prompts, answers, strict=True) if a.strip()]
-    return (
-        [
-            Example(
-                messages=[
-                    {"role": "user", "content": pairs[i % len(pairs)][0]},
-                    {"role": "assistant", "content": pairs[i % len(pairs)][1]},
-                ],
-                meta={"kind": "replay"},
-            )
-            for i in range(n)
-        ]
-        if pairs
-        else []
-    )
+    if not pairs:
+        return []
+    chosen = [pairs[i % len(pairs)] for i in range(n)]
+    return [
+        Example(
+            messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+            meta={"kind": "replay"},
+        )
+        for prompt, answer in chosen
+    ]
 
 
 def _cached_answers(model, tokenizer, base_path: str, prompts: list[str]) -> list[str]:
