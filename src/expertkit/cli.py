@@ -431,14 +431,10 @@ def _rag(ws: Workspace, adapter: str | None = None):
     settings = ws.settings.generate
     adapter_path = _adapter_path(ws, adapter) if adapter else None
     if adapter_path is not None:
-        from expertkit.tune.adapters import read_lineage, staleness
+        from expertkit.tune.adapters import read_lineage
 
         lineage = read_lineage(adapter_path)
-        for line in staleness(lineage, index):
-            err.print(
-                f"[yellow]warning: adapter {adapter} is stale, a document it was trained on {line}; "
-                "retrain it (expertkit tune) or rely on RAG for that content[/yellow]"
-            )
+        _warn_stale(adapter, lineage, index)
         if lineage.get("method") == "full":  # a full fine-tune is a whole model, not an adapter
             settings = settings.model_copy(update={"model": str(adapter_path)})
             adapter_path = None
@@ -1039,12 +1035,21 @@ def adapters(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
             err.print(f"[yellow]warning: adapter {a.name} is stale: {'; '.join(a.stale)}; retrain it[/yellow]")
 
 
-def _warn_stale(ws: Workspace, name: str, adapter: Path) -> None:
-    from expertkit.tune.adapters import read_lineage, staleness
+def _warn_stale(name: str, lineage: dict, index) -> None:
+    """One warning per document the adapter learned from that changed or went away since training."""
+    from expertkit.tune.adapters import staleness
 
-    index = ws.open_index() if ws.has_index() else None
-    for line in staleness(read_lineage(adapter), index):
-        err.print(f"[yellow]warning: adapter {name} is stale, a document it was trained on {line}; retrain it[/yellow]")
+    for line in staleness(lineage, index):
+        err.print(
+            f"[yellow]warning: adapter {name} is stale, a document it was trained on {line}; "
+            "retrain it (expertkit tune) or rely on RAG for that content[/yellow]"
+        )
+
+
+def _warn_stale_adapter(ws: Workspace, name: str, adapter: Path) -> None:
+    from expertkit.tune.adapters import read_lineage
+
+    _warn_stale(name, read_lineage(adapter), ws.open_index() if ws.has_index() else None)
 
 
 @app.command()
@@ -1064,7 +1069,7 @@ def merge(
 
     ws = _open(workspace, None)
     adapter = _adapter_path(ws, name)
-    _warn_stale(ws, name, adapter)
+    _warn_stale_adapter(ws, name, adapter)
     if gguf:
         from expertkit.models.gguf_lora import merge_into_gguf
         from expertkit.models.registry import resolve
@@ -1107,7 +1112,7 @@ def export(
         raise ExpertkitError("export writes GGUF only: pass --gguf (the PEFT adapter folder is the other format)")
     ws = _open(workspace, None)
     adapter = _adapter_path(ws, name)
-    _warn_stale(ws, name, adapter)
+    _warn_stale_adapter(ws, name, adapter)
     with err.status(f"exporting {name}…"):
         path = export_lora_gguf(adapter, out)
     base = read_lineage(adapter).get("base", "")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from expertkit.errors import TrainingError
-from expertkit.models.lineage import LINEAGE_FILE, read_lineage
+from expertkit.models.lineage import read_lineage
 
 ADAPTER_GGUF = "adapter.gguf"
 
@@ -120,11 +120,7 @@ def export_lora_gguf(adapter: Path, out: Path | None = None) -> Path:
     for name, a, b in tensors:
         writer.add_tensor(f"{name}.weight.lora_a", a.contiguous().numpy())
         writer.add_tensor(f"{name}.weight.lora_b", b.contiguous().numpy())
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out)
+    _finish(writer, tmp, out)
     return out
 
 
@@ -173,12 +169,14 @@ def merge_into_gguf(adapter: Path, base_gguf: str | Path, out: Path) -> Path:
             writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
     if done != set(deltas):
         raise TrainingError(f"{base_gguf} lacks tensors the adapter changes: {sorted(set(deltas) - done)[:3]}")
+    _finish(writer, tmp, Path(out))
+    return Path(out)
+
+
+def _finish(writer, tmp: Path, out: Path) -> None:
+    """Write the file in gguf's order (header, metadata, tensors), then put it in place in one step."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     os.replace(tmp, out)
-    return Path(out)
-
-
-__all__ = ["ADAPTER_GGUF", "LINEAGE_FILE", "export_lora_gguf", "lora_gguf", "merge_into_gguf"]
