@@ -154,7 +154,14 @@ def test_killed_ingest_leaves_every_file_old_or_new_and_the_next_run_finishes(tm
     (ws / "expertkit.toml").write_text("[ingest]\nchunk_tokens = 120\nchunk_overlap = 16\n")
     (ws / ".expertkit").mkdir()
     os.replace(tmp_path / "index.db", ws / ".expertkit" / "index.db")
-    cmd = [sys.executable, "-m", "expertkit.cli", "ingest", str(docs), "-w", str(ws), "--set", "embed.batch_size=16"]
+    # a slow disk: each file's commit takes 10 ms longer, so the 120 commits span more than a second and a
+    # kill lands between (or inside) them however fast this machine writes; the kill itself is real SIGKILL
+    slow_disk = (
+        "import sys, time; from expertkit.index.sqlite import SQLiteIndex as S; w = S.write_source; "
+        "S.write_source = lambda self, *a: (w(self, *a), time.sleep(0.01))[0]; "
+        "from expertkit.cli import main; sys.argv[0] = 'expertkit'; main()"
+    )
+    cmd = [sys.executable, "-c", slow_disk, "ingest", str(docs), "-w", str(ws), "--set", "embed.batch_size=16"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     seen_partial = False
     for delay in (0.0, 0.3, 1.0):

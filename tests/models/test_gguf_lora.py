@@ -11,7 +11,7 @@ from expertkit.tune.train import train
 
 PROMPTS = [f"What is the torque for bolt B{i}?" for i in (3, 7, 11, 19, 23)]
 TOKENS = 16
-REQUIRED_AGREEMENT = 0.85  # share of greedy tokens equal before the first divergence, over all prompts
+REQUIRED_AGREEMENT = 0.9  # share of next tokens llama-server picks as transformers did, teacher-forced
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,19 @@ def adapter(tmp_path_factory):
     return train(load_training_data(data), "smollm2-135m-instruct", root, "bolts", settings).adapter_dir
 
 
-def _prefix_agreement(a: list[int], b: list[int]) -> tuple[int, int]:
-    n = min(len(a), len(b))
-    same = next((i for i in range(n) if a[i] != b[i]), n)
-    return same, max(len(a), len(b))
+def _forced_agreement(server, prompt_ids: list[list[int]], references: list[list[int]]) -> float:
+    """Teacher-forced: at every position of transformers' greedy answer, does llama-server's greedy next
+    token agree? One near-tie between Q4 and fp32 arithmetic then costs one token, not the rest of it."""
+    import httpx
+
+    same = total = 0
+    with httpx.Client(timeout=60) as http:
+        for prompt, reference in zip(prompt_ids, references, strict=True):
+            for i, expected in enumerate(reference):
+                body = {"prompt": prompt + reference[:i], "n_predict": 1, "temperature": 0.0, "return_tokens": True}
+                got = http.post(f"{server.url}/completion", json=body).json()["tokens"]
+                same, total = same + (got[:1] == [expected]), total + 1
+    return same / total
 
 
 def test_adapter_gguf_has_llama_cpp_names_and_metadata(adapter):
@@ -59,21 +68,23 @@ def test_llama_server_with_the_adapter_matches_transformers(adapter):
 
     tuned = TransformersGenerator("smollm2-135m-instruct", adapter=adapter, dtype="fp32")
     tok = tuned.tokenizer
+    chats = [[{"role": "user", "content": p}] for p in PROMPTS]
+    reference = [tuned.generate(chat, TOKENS, 0.0).text for chat in chats]
+    rendered = [tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chats]
+    prompt_ids = [tok.encode(text, add_special_tokens=False) for text in rendered]
+    reference_ids = [tok.encode(r, add_special_tokens=False) for r in reference]
     path = resolve("smollm2-135m-instruct", "generator")
-    outputs = {}
+    outputs, agreement = {}, {}
     for name, lora in (("lora", [str(lora_gguf(adapter))]), ("base", [])):
         server = LlamaServer(path, "smollm2-135m-instruct", 1024, 1, lora=lora).start()
         gen = LlamaCppGenerator(server, "smollm2-135m-instruct")
         try:
-            outputs[name] = [gen.generate([{"role": "user", "content": p}], TOKENS, 0.0).text for p in PROMPTS]
+            outputs[name] = [gen.generate(chat, TOKENS, 0.0).text for chat in chats]
+            agreement[name] = _forced_agreement(server, prompt_ids, reference_ids)
         finally:
             gen.close()
-    reference = [tuned.generate([{"role": "user", "content": p}], TOKENS, 0.0).text for p in PROMPTS]
-    same = total = 0
-    for ours, theirs in zip(outputs["lora"], reference, strict=True):
-        s, t = _prefix_agreement(tok.encode(ours), tok.encode(theirs))
-        same, total = same + s, total + t
-    assert same / total >= REQUIRED_AGREEMENT, (outputs["lora"], reference)
+    assert agreement["lora"] >= REQUIRED_AGREEMENT, (agreement, outputs["lora"], reference)
+    assert agreement["base"] <= agreement["lora"] - 0.2, agreement  # without the adapter it is another model
     assert outputs["lora"] != outputs["base"]  # the adapter visibly changes the output
     assert sum("takes" in o for o in outputs["lora"]) >= 4  # ... to what it was trained to say
 
