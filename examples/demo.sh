@@ -32,3 +32,8 @@ for q in "What is the price in euros of the seal kit NP-4472?" \
 done
 say expertkit runtime stop -w "$WS"
 $EK runtime stop -w "$WS"
+say expertkit advise -w "$WS"
+$EK advise -w "$WS"
+echo
+echo "Measure the routes on this corpus (trains two adapters, about 20 minutes on 2 cores):"
+echo "  $EK advise --measure -w $WS"

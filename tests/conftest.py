@@ -74,3 +74,31 @@ def sample_index(tmp_path_factory, embedder):
     Ingestor(idx, embedder).sync([EXAMPLES / "procedures"], tags=["procedures"])
     yield idx
     idx.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's, driven by playwright: `playwright install` cannot download here)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def rendered_images(browser, url: str) -> tuple[str, list[dict]]:
+    """Open ``url``; its title and, for every <img>, whether it loaded and its natural size."""
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({complete: e.complete, width: e.naturalWidth, height: e.naturalHeight}))"
+        )
+        return page.title(), images
+    finally:
+        page.close()

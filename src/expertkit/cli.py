@@ -61,6 +61,9 @@ WorkspaceOpt = Annotated[
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a setting, e.g. --set search.k=20")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="write report.html and its PNG plots into this folder")
+]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="tag (repeatable)")]
 
 
@@ -706,6 +709,7 @@ def eval_retrieval(
     ] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
+    report: ReportOpt = None,
 ) -> None:
     """nDCG@10, recall@10, recall@100 and MRR@10 of the retriever on a BEIR-format set."""
     from expertkit.evaluate.beir import load_beir
@@ -731,8 +735,13 @@ def eval_retrieval(
     index.close()
     if scratch:
         scratch.cleanup()
+    out = scores.to_json()
+    if report:
+        from expertkit.evaluate.report import retrieval_report
+
+        out["report"] = str(retrieval_report(scores, beir.name, report))
     if json_:
-        print(json.dumps(scores.to_json()))
+        print(json.dumps(out))
         return
     table = Table("set", "mode", "queries", "nDCG@10", "recall@10", "recall@100", "MRR@10")
     table.add_row(
@@ -745,6 +754,8 @@ def eval_retrieval(
         f"{scores.mrr10:.4f}",
     )
     console.print(table)
+    if report:
+        console.print(f"report: {_display_path(out['report'])}")
 
 
 # -- synth, tune, adapters, merge -----------------------------------------------------------------------
@@ -1123,6 +1134,124 @@ def export(
     console.print(f"  expertkit: ask --adapter {name} (uses it through llama.cpp when the base is a GGUF)")
 
 
+# -- advise ------------------------------------------------------------------------------------------------
+
+
+class _AdviseProgress:
+    """Rich progress for ``advise --measure``: one bar per stage, the training bar with loss and steps."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[self.task].total or 1,
+                                 total=self.progress.tasks[self.task].total or 1)  # fmt: skip
+        self.task = self.progress.add_task(name, total=total, info="")
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def train(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None:
+        if self.task is not None:
+            info = f"loss {loss:.3f}" if loss is not None else ""
+            self.progress.update(self.task, completed=step, total=max_steps, info=info)
+
+
+@app.command()
+def advise(
+    measure: Annotated[
+        bool, typer.Option("--measure", help="train adapters and measure every route on held-out questions")
+    ] = False,
+    budget: Annotated[
+        float | None, typer.Option(help="--measure: minutes for the whole run [default: advise.budget_minutes]")
+    ] = None,
+    traceable: Annotated[
+        bool | None,
+        typer.Option("--traceable/--not-traceable", help="answers must cite sources [default: advise.traceable]"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for report.html [default: <workspace>/advise]")] = None,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Which route suits this data (RAG, fine-tuning, or both), with the figures behind it and a report."""
+    from expertkit.advise import build_report, profile_workspace, quick_advice, save_json
+    from expertkit.advise import measure as measure_routes
+
+    ws = _open(workspace, set_, {"advise": {"traceable": traceable, "budget_minutes": budget}})
+    base = ws.settings.tune.base or ws.settings.generate.model
+    folder = out or ws.root / "advise"
+    if measure:
+        _ensure_model(base)
+        paraphraser = _synth_generator(ws, ws.settings.advise.model_questions)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            try:
+                advice = measure_routes(
+                    ws, _embedder(ws), ws.settings.advise.budget_minutes, _AdviseProgress(progress), paraphraser
+                )
+            finally:
+                if paraphraser is not None and hasattr(paraphraser, "close"):
+                    paraphraser.close()
+    else:
+        index = ws.open_index()
+        if not index.stats().chunks:
+            raise ExpertkitError("the index is empty: ingest your documents first (`expertkit ingest DOCS`)")
+        with err.status(f"reading the workspace ({base}'s perplexity on a sample of chunks)…"):
+            advice = quick_advice(profile_workspace(index, ws.settings, base))
+        index.close()
+    advice.report = build_report(advice, folder)
+    save_json(advice, folder)
+    if json_:
+        print(json.dumps(advice.to_json()))
+        return
+    console.print(f"[bold]recommendation ({advice.mode}):[/bold] [green]{advice.recommendation}[/green]")
+    for reason in advice.reasons:
+        console.print(f"  • {escape(reason)}")
+    if advice.routes:
+        table = Table(
+            "route",
+            "accuracy",
+            "95% interval",
+            "n",
+            "unseen facts",
+            "not found¹",
+            "valid citations",
+            "latency p50",
+            "training",
+        )
+        for key, result in advice.routes.items():
+            j = result.to_json()
+            table.add_row(
+                key,
+                f"{j['accuracy']:.0%}",
+                f"{j['ci95'][0]:.0%}–{j['ci95'][1]:.0%}",
+                str(j["n"]),
+                "–" if j["unseen_facts"] is None else f"{j['unseen_facts']:.0%} of {j['unseen_n']}",
+                "–" if j["not_found"] is None else f"{j['not_found']:.0%}",
+                "–" if j["citation_validity"] is None else f"{j['citation_validity']:.0%}",
+                f"{j['latency_s']:.2f} s" if j["latency_s"] is not None else "–",
+                "–" if j["train_seconds"] is None else f"{j['train_seconds']:.0f} s",
+            )
+        console.print(table)
+        console.print("[dim]¹ share of questions about things the documents never name answered “not found”[/dim]")
+    for change in advice.changes:
+        console.print(f"[dim]would change it: {escape(change)}[/dim]")
+    console.print(f"report: {_display_path(str(advice.report))}")
+    if not measure:
+        console.print("measure it on your data: [bold]expertkit advise --measure[/bold] "
+                      f"(about {ws.settings.advise.budget_minutes:g} minutes)")  # fmt: skip
+
+
 @eval_app.command("answers")
 def eval_answers(
     beir: Annotated[Path, typer.Option(help="BEIR folder with answers.jsonl (gold answers)")],
@@ -1140,6 +1269,7 @@ def eval_answers(
     out: Annotated[Path | None, typer.Option(help="write every question's answer and scores here (JSONL)")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
+    report: ReportOpt = None,
 ) -> None:
     """ROUGE-L, token F1 and citation accuracy of answers against gold answers."""
     from expertkit.evaluate.answers import evaluate_answers, sample_questions
@@ -1164,8 +1294,13 @@ def eval_answers(
         out.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in scores.items), encoding="utf-8")
     if scratch:
         scratch.cleanup()
+    summary = scores.to_json()
+    if report:
+        from expertkit.evaluate.report import answers_report
+
+        summary["report"] = str(answers_report(scores, beir.name, report))
     if json_:
-        print(json.dumps(scores.to_json()))
+        print(json.dumps(summary))
         return
     table = Table(
         "route",
@@ -1195,6 +1330,8 @@ def eval_answers(
         f"{scores.tokens_per_s:.1f}",
     )
     console.print(table)
+    if report:
+        console.print(f"report: {_display_path(summary['report'])}")
 
 
 def main() -> None:  # noqa: D103

@@ -111,6 +111,9 @@ class TuneSettings(Section):
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="1e-3 × 5 epochs taught facts (README)")
     epochs: float = Field(5.0, gt=0, le=100)
     max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1 = run the epochs)")
+    max_minutes: float = Field(
+        0.0, ge=0, description="stop after this many minutes of training and keep the adapter (0 = no limit)"
+    )
     max_length: int = Field(1024, ge=16, le=131_072, description="tokens per example")
     overlong: Literal["truncate", "drop"] = Field("truncate", description="examples longer than max_length")
     batch_size: int = Field(4, ge=1, le=4096, description="examples per micro-batch (activation memory grows with it)")
@@ -133,6 +136,20 @@ class TuneSettings(Section):
     seed: int = 42
 
 
+class AdviseSettings(Section):
+    traceable: bool = Field(True, description="answers must cite their sources (only routes with retrieval qualify)")
+    workflow: bool = Field(False, description="answers feed an automated business workflow")
+    budget_minutes: float = Field(20.0, gt=0, le=24 * 60, description="advise --measure: time for the whole run")
+    questions: int = Field(24, ge=4, le=5000, description="held-out paraphrase questions asked per route")
+    unanswerable: int = Field(6, ge=0, le=1000, description="questions about things the documents never name")
+    max_facts: int = Field(24, ge=1, description="facts sampled from the documents to train and ask about")
+    questions_per_fact: int = Field(10, ge=2, le=100, description="questions per fact (train + held out)")
+    model_questions: int = Field(2, ge=0, le=20, description="of which written by generate.model; 0 = templates")
+    holdout: float = Field(0.2, ge=0, lt=1, description="share of each fact's questions held out (paraphrases)")
+    holdout_facts: float = Field(0.25, ge=0, lt=1, description="share of facts held out whole (never trained on)")
+    seed: int = 0
+
+
 class Settings(Section):
     embed: EmbedSettings = EmbedSettings()
     ingest: IngestSettings = IngestSettings()
@@ -141,6 +158,7 @@ class Settings(Section):
     generate: GenerateSettings = GenerateSettings()
     rag: RagSettings = RagSettings()
     tune: TuneSettings = TuneSettings()
+    advise: AdviseSettings = AdviseSettings()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,10 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, shared_set
+from tests.conftest import ROOT, rendered_images, shared_set
 
 
-def test_eval_answers_runs_a_route_and_reports_its_scores(tmp_path):
+def test_eval_answers_runs_a_route_and_reports_its_scores(tmp_path, browser):
     root = shared_set("emanual-tv")
     out = tmp_path / "items.jsonl"
     result = subprocess.run(
@@ -27,6 +27,8 @@ def test_eval_answers_runs_a_route_and_reports_its_scores(tmp_path):
             str(out),
             "--set",
             "generate.max_new_tokens=24",
+            "--report",
+            str(tmp_path / "report"),
         ],
         capture_output=True,
         text=True,
@@ -41,3 +43,9 @@ def test_eval_answers_runs_a_route_and_reports_its_scores(tmp_path):
     assert len(items) == 3 and all({"answer", "gold", "rouge_l", "citations_in_gold"} <= set(i) for i in items)
     if scores["citations_valid"] is not None:
         assert 0.0 <= scores["citations_valid"] <= 1.0
+    report = tmp_path / "report" / "report.html"
+    assert scores["report"] == str(report)
+    title, images = rendered_images(browser, report.as_uri())
+    assert title.startswith("expertkit eval answers") and len(images) == 2
+    assert all(i["complete"] and i["width"] > 100 for i in images), images
+    assert items[0]["question"] in report.read_text()  # every answer is listed against its gold

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from expertkit.cli import app
 from expertkit.evaluate.beir import load_beir
-from tests.conftest import shared_set
+from tests.conftest import rendered_images, shared_set
 
 runner = CliRunner()
 
@@ -18,16 +18,35 @@ def emanual_ws(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("mode", "floor"), [("bm25", 0.70), ("dense", 0.57), ("hybrid", 0.70)])
-def test_emanual_retrieval_quality(emanual_ws, mode, floor):
+def test_emanual_retrieval_quality(emanual_ws, mode, floor, browser):
     root = shared_set("emanual-tv")
+    report = emanual_ws.parent / f"report-{mode}"
     result = runner.invoke(
-        app, ["eval", "retrieval", "--beir", str(root), "--mode", mode, "-w", str(emanual_ws), "--json"]
+        app,
+        [
+            "eval",
+            "retrieval",
+            "--beir",
+            str(root),
+            "--mode",
+            mode,
+            "-w",
+            str(emanual_ws),
+            "--json",
+            "--report",
+            str(report),
+        ],
     )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output.strip().splitlines()[-1])
-    assert set(scores) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "queries", "mode"}
+    assert set(scores) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "queries", "mode", "recall_curve", "report"}
     assert scores["queries"] == 684 and scores["mode"] == mode
     assert scores["ndcg@10"] >= floor and scores["recall@100"] >= 0.95
+    curve = [scores["recall_curve"][k] for k in ("1", "5", "10", "100")]
+    assert curve == sorted(curve) and curve[2] == scores["recall@10"] and curve[3] == scores["recall@100"]
+    title, images = rendered_images(browser, (report / "report.html").as_uri())
+    assert title == "expertkit eval retrieval: emanual-tv" and len(images) == 2
+    assert all(i["complete"] and i["width"] > 100 for i in images), images
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expertkit.index.base import Filters, SourceRecord
+from expertkit.index.base import Filters, SourceRecord, SyncRecord
 from expertkit.schema import Chunk
 
 DIM = 16
@@ -161,3 +161,11 @@ class IndexConformance:
         with pytest.raises(ValueError):
             index.write_source(source, chunks, vectors[:1])
         assert index.get_source("/d/a.md") is None
+
+    def test_sync_history_is_kept_in_order(self, index):
+        assert index.sync_history() == []
+        index.record_sync(SyncRecord(at=200.0, added=0, updated=2, removed=1, unchanged=7, sources=9))
+        index.record_sync(SyncRecord(at=100.0, added=10, sources=10))
+        history = index.sync_history()
+        assert [h.at for h in history] == [100.0, 200.0]
+        assert history[1].changed == 3 and history[1].unchanged == 7 and history[0].added == 10

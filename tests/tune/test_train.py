@@ -242,3 +242,15 @@ def test_merged_model_keeps_the_template_and_matches_base_plus_adapter(chat_file
         m = merged.generate(**prompt, max_new_tokens=12, do_sample=False)
     assert torch.equal(a, m)
     assert not torch.equal(a, plain)  # the adapter changed the answer, so the equality means something
+
+
+def test_a_time_budget_stops_training_and_keeps_the_adapter(tiny_phi3, chat_file, tmp_path):
+    started = time.perf_counter()
+    result = train(
+        load_training_data(chat_file), str(tiny_phi3), tmp_path, "budget", settings(max_steps=100_000, max_minutes=0.05)
+    )
+    assert time.perf_counter() - started < 120  # 3 s of training, not 100,000 steps
+    assert result.out_of_time and 0 < result.steps < result.planned_steps == 100_000
+    assert (result.adapter_dir / "adapter_model.safetensors").exists()
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["out_of_time"] is True and run["steps"] == result.steps

@@ -31,6 +31,23 @@ class SourceRecord:
 
 
 @dataclass
+class SyncRecord:
+    """One sync's counts, kept so that ``advise`` can measure how often the sources change."""
+
+    at: float  # unix time the sync finished
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    sources: int = 0  # sources in the index after the sync
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated + self.removed
+
+
+@dataclass
 class Filters:
     """Metadata filters; empty fields do not filter. Tags match any of the given tags."""
 
@@ -83,6 +100,12 @@ class Index(Protocol):
         """Every chunk of one source, in document order."""
 
     def stats(self) -> IndexStats: ...
+
+    def record_sync(self, record: SyncRecord) -> None:
+        """Append one sync's counts to the history."""
+
+    def sync_history(self) -> list[SyncRecord]:
+        """Every recorded sync, oldest first."""
 
     def close(self) -> None: ...
 

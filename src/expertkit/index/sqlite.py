@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from expertkit.errors import WorkspaceError
-from expertkit.index.base import Filters, IndexStats, SourceRecord, keyword_terms
+from expertkit.index.base import Filters, IndexStats, SourceRecord, SyncRecord, keyword_terms
 from expertkit.schema import Chunk
 
 SCHEMA_VERSION = "1"
@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    added INTEGER NOT NULL, updated INTEGER NOT NULL, removed INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL, failed INTEGER NOT NULL, sources INTEGER NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
 """
 
@@ -373,6 +379,17 @@ class SQLiteIndex:
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         dim = self._meta("dim")
         return IndexStats(docs, chunks, tags, types, size, self._meta("embedder"), int(dim) if dim else None)
+
+    def record_sync(self, record: SyncRecord) -> None:
+        # no generation bump: the history does not change what a search returns
+        self.db.execute(
+            "INSERT INTO syncs (at, added, updated, removed, unchanged, failed, sources) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.at, record.added, record.updated, record.removed, record.unchanged, record.failed, record.sources),
+        )
+
+    def sync_history(self) -> list[SyncRecord]:
+        sql = "SELECT at, added, updated, removed, unchanged, failed, sources FROM syncs ORDER BY at, id"
+        return [SyncRecord(*row) for row in self.db.execute(sql)]
 
     def close(self) -> None:
         self.db.close()

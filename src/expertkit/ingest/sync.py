@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from expertkit.errors import IngestError
-from expertkit.index.base import Index, SourceRecord
+from expertkit.index.base import Index, SourceRecord, SyncRecord
 from expertkit.index.sqlite import text_hash
 from expertkit.ingest.chunking import Chunker
 from expertkit.ingest.readers import read_document, supported
@@ -176,6 +177,7 @@ class Ingestor:
         except KeyboardInterrupt:
             report.interrupted = True  # every committed file is whole; the rest is done on the next run
         report.seconds = time.perf_counter() - started
+        record_sync(self.index, report.results)
         return report
 
     def prune(self, roots: Sequence[Path]) -> list[FileResult]:
@@ -271,6 +273,22 @@ class Ingestor:
         pending.clear()
 
 
+def record_sync(index: Index, results: Sequence[FileResult]) -> None:
+    """Append this sync's counts to the index's history (how often the sources change, for ``advise``)."""
+    count = Counter(r.status for r in results)
+    index.record_sync(
+        SyncRecord(
+            at=time.time(),
+            added=count["added"],
+            updated=count["updated"] + count["retagged"],
+            removed=count["removed"],
+            unchanged=count["unchanged"],
+            failed=count["failed"],
+            sources=index.stats().documents,
+        )
+    )
+
+
 def remove(index: Index, paths: Sequence[Path]) -> list[FileResult]:
     """Drop the chunks of the given files, or of every file under the given folders."""
     out = []
@@ -279,4 +297,6 @@ def remove(index: Index, paths: Sequence[Path]) -> list[FileResult]:
         for source in index.sources():
             if source.path == key or source.path.startswith(key.rstrip("/") + "/"):
                 out.append(FileResult(source.path, "removed", index.remove_source(source.path)))
+    if out:
+        record_sync(index, out)
     return out

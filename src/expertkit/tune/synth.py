@@ -27,7 +27,8 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class QA:
     kind: str  # record | fact (the fact's kind)
     angle: str = "value"  # value | entity | yes | no | model
     fact_id: str = ""
+    expect: tuple[str, ...] = ()  # a right answer contains one of these (for scoring held-out questions)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Fact:
     names: list[str] = field(default_factory=list)  # records: ways to name the row (key, label, both)
     unique: bool = False  # records: no other row has this value in this field
     clozes: list[str] = field(default_factory=list)  # prose: the statement asked for each of its values
+    cloze_values: list[str] = field(default_factory=list)  # prose: the value each cloze asks for
 
     @property
     def id(self) -> str:
@@ -202,7 +205,8 @@ def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
         if not values:
             continue
         clozes = [(sentence[: m.start()] + "what" + sentence[m.end() :]).rstrip(" .;:") + "?" for m in values]
-        out.append(Fact(_sentence(sentence), chunk, "fact", values[0].group(0).strip(), where=where, clozes=clozes))
+        found = [m.group(0).strip() for m in values]
+        out.append(Fact(_sentence(sentence), chunk, "fact", found[0], where=where, clozes=clozes, cloze_values=found))
     return out
 
 
@@ -270,8 +274,8 @@ def _wrong(value: str, others: list[str], rng: random.Random) -> str:
 def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
     """Model-free questions from several angles, each answered by the fact's statement."""
 
-    def qa(q: str, angle: str, answer: str | None = None) -> QA:
-        return QA(q, answer or fact.statement, fact.chunk, fact.kind, angle, fact.id)
+    def qa(q: str, angle: str, answer: str | None = None, expect: Sequence[str] = ()) -> QA:
+        return QA(q, answer or fact.statement, fact.chunk, fact.kind, angle, fact.id, tuple(expect or [fact.value]))
 
     out: list[QA] = []
     if fact.kind == "record":
@@ -281,19 +285,30 @@ def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
             for i, t in enumerate(_RECORD_TEMPLATES)
         ]
         if fact.unique and fact.others:  # the value names one row: ask for the row
-            out.append(qa(f"Which {fact.key_name} has a {fact.attribute} of {fact.value}?", "entity"))
+            out.append(
+                qa(
+                    f"Which {fact.key_name} has a {fact.attribute} of {fact.value}?",
+                    "entity",
+                    expect=fact.names or [fact.entity],
+                )
+            )
     else:
         clozes = fact.clozes
+        answers = fact.cloze_values or [fact.value] * len(clozes)
         out += [
-            qa(t.format(c=clozes[i % len(clozes)], lc=_lc(clozes[i % len(clozes)]), w=fact.where), "value")
+            qa(
+                t.format(c=clozes[i % len(clozes)], lc=_lc(clozes[i % len(clozes)]), w=fact.where),
+                "value",
+                expect=[answers[i % len(clozes)]],
+            )
             for i, t in enumerate(_PROSE_TEMPLATES)
         ]
     claim = fact.statement.rstrip(".")
-    out.append(qa(f"Is it true that {_lc(claim)}?", "yes", f"Yes. {fact.statement}"))
+    out.append(qa(f"Is it true that {_lc(claim)}?", "yes", f"Yes. {fact.statement}", ["yes"]))
     wrong = _wrong(fact.value, fact.others, rng) if fact.value else ""
     if wrong and wrong != fact.value and fact.value in claim:
         false = claim.replace(fact.value, wrong, 1)
-        out.append(qa(f"Is it true that {_lc(false)}?", "no", f"No. {fact.statement}"))
+        out.append(qa(f"Is it true that {_lc(false)}?", "no", f"No. {fact.statement}", ["no"]))
     # keep the yes/no pair and the entity question, fill the rest with value templates in a fixed order
     special = [q for q in out if q.angle != "value"]
     value = [q for q in out if q.angle == "value"]
@@ -334,7 +349,8 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
             and _norm(q) != _norm(fact.statement)
         )
         if ok and len(kept) < n:
-            kept.append(QA(q, fact.statement, fact.chunk, fact.kind, "model", fact.id))
+            values = [fact.value, *fact.cloze_values] if fact.value else fact.cloze_values
+            kept.append(QA(q, fact.statement, fact.chunk, fact.kind, "model", fact.id, tuple(dict.fromkeys(values))))
         else:
             rejected += 1
     return kept, rejected
@@ -351,14 +367,18 @@ def ask_facts(
     model_share: int = MODEL_QUESTIONS,
     seed: int = 0,
     on_fact: Callable[[], None] | None = None,
+    model_until: float | None = None,
 ) -> tuple[list[QA], int, int, int]:
-    """Every fact asked ``questions`` ways, duplicates removed: (qas, duplicates, model kept, model rejected)."""
+    """Every fact asked ``questions`` ways, duplicates removed: (qas, duplicates, model kept, model rejected).
+    ``model_until`` (a time.monotonic() value): after it, facts get template questions only (a time budget)."""
     if questions < 1:
         raise DataError(f"--questions {questions}: at least 1 question per fact")
     n_model = min(model_share, questions) if generator is not None else 0
 
     def written(fact: Fact) -> tuple[list[QA], int]:
-        return model_questions(fact, generator, n_model) if n_model else ([], 0)
+        if not n_model or (model_until is not None and time.monotonic() > model_until):
+            return [], 0
+        return model_questions(fact, generator, n_model)
 
     workers = max(1, int(getattr(generator, "parallel", 1) or 1))
     pool = ThreadPoolExecutor(workers) if n_model and workers > 1 else None
@@ -458,6 +478,7 @@ def qa_record(qa: QA, source_hashes: dict[str, str], messages: list[dict] | None
             "sources": {qa.chunk.source: source_hashes.get(qa.chunk.source, "")},
             "question": qa.question,
             "answer": qa.answer,
+            "expect": list(qa.expect),
             **meta,
         },
     }
@@ -487,11 +508,25 @@ def synth_qa(
     seed: int = 0,
     on_fact: Callable[[], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    max_facts: int = 0,
+    model_until: float | None = None,
 ) -> SynthReport:
     """QA pairs (many per fact) plus document text, written to ``out``; held-out questions beside it."""
     if text_ratio < 0:
         raise DataError(f"--text-ratio {text_ratio}: 0 or more text examples per QA example")
-    asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
+    asked = _ask_index(
+        index,
+        generator,
+        questions,
+        model_questions_,
+        holdout,
+        holdout_facts,
+        seed,
+        on_fact,
+        on_start,
+        max_facts,
+        model_until,
+    )
     qas, held, hashes = asked.qas, asked.held, asked.hashes
     train = [qa_record(qa, hashes) for i, qa in enumerate(qas) if i not in held]
     heldout = [qa_record(qa, hashes, split=held[i]) for i, qa in enumerate(qas) if i in held]
@@ -551,13 +586,16 @@ def synth_raft(
     seed: int = 0,
     on_fact: Callable[[], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    max_facts: int = 0,
 ) -> SynthReport:
     """RAFT examples: each fact asked ``questions`` ways, in the ``ask`` prompt with its chunk among distractors."""
     if not 0.0 <= p_oracle <= 1.0:
         raise DataError(f"--p-oracle {p_oracle}: a fraction between 0 and 1")
     if absent not in ("refuse", "memorize"):
         raise DataError(f"--absent {absent!r}: use refuse or memorize")
-    asked = _ask_index(index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start)
+    asked = _ask_index(
+        index, generator, questions, model_questions_, holdout, holdout_facts, seed, on_fact, on_start, max_facts
+    )
     qas, held, hashes = asked.qas, asked.held, asked.hashes
     rng = random.Random(seed)
     pool = list(asked.chunks)
@@ -596,17 +634,33 @@ class _Asked:
     rejected: int
 
 
-def _ask_index(index, generator, questions, model_share, holdout, holdout_facts, seed, on_fact, on_start) -> _Asked:
-    """The index's facts, asked and split: what synth qa and synth raft both start from."""
+def _ask_index(
+    index,
+    generator,
+    questions,
+    model_share,
+    holdout,
+    holdout_facts,
+    seed,
+    on_fact,
+    on_start,
+    max_facts=0,
+    model_until=None,
+) -> _Asked:
+    """The index's facts, asked and split: what synth qa and synth raft both start from. ``max_facts``: a
+    stable sample of that many facts (the same for the same seed), for a measurement on a budget."""
     if not 0.0 <= holdout < 1.0 or not 0.0 <= holdout_facts < 1.0:
         raise DataError("--holdout and --holdout-facts: fractions from 0 up to (not including) 1")
     chunks, titles, hashes = _all_chunks(index)
     facts = extract_facts(chunks, titles)
     if not facts:
         raise DataError("no facts found in the ingested documents: nothing to ask about")
+    if 0 < max_facts < len(facts):
+        chosen = set(sorted(range(len(facts)), key=lambda i: _hash_fraction("sample|" + facts[i].id, seed))[:max_facts])
+        facts = [f for i, f in enumerate(facts) if i in chosen]
     if on_start:
         on_start(len(facts))
-    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_share, seed, on_fact)
+    qas, dupes, kept, rejected = ask_facts(facts, questions, generator, model_share, seed, on_fact, model_until)
     held = split_questions(qas, holdout, holdout_facts, seed)
     return _Asked(chunks, titles, hashes, facts, qas, held, dupes, kept, rejected)
 

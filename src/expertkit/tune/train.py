@@ -44,6 +44,8 @@ class RunResult:
     interrupted: bool = False
     overlong: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
+    out_of_time: bool = False  # stopped by tune.max_minutes before the planned steps
+    planned_steps: int = 0
 
 
 def check_hardware(method: str) -> str:
@@ -179,7 +181,7 @@ def train(
 
     # 5. train
     losses: list[tuple[int, float]] = []
-    state = {"interrupted": False, "nan": None}
+    state = {"interrupted": False, "nan": None, "out_of_time": False, "began": 0.0, "planned": 0}
 
     class Watch(TrainerCallback):
         def on_log(self, args, st, control, logs=None, **kw):
@@ -193,7 +195,22 @@ def train(
             if progress:  # TRL logs the tokens seen so far (padding excluded)
                 progress.update(st.global_step, st.max_steps, loss, (logs or {}).get("num_tokens"))
 
+        def on_train_begin(self, args, st, control, **kw):
+            state["began"], state["planned"] = time.perf_counter(), st.max_steps
+
         def on_step_end(self, args, st, control, **kw):
+            limit = settings.max_minutes * 60
+            if limit and st.global_step < st.max_steps:
+                # a time budget: the cosine decay runs on whichever ends first, the steps or the minutes, so
+                # a run cut short still ends at a low learning rate instead of mid-schedule
+                done = max(st.global_step / st.max_steps, (time.perf_counter() - state["began"]) / limit)
+                if done >= 1.0:
+                    state["out_of_time"] = True  # the adapter as it stands is saved like a finished one
+                    control.should_training_stop = True
+                elif kw.get("optimizer") is not None:
+                    cap = settings.learning_rate * 0.5 * (1 + math.cos(math.pi * done))
+                    for group in kw["optimizer"].param_groups:
+                        group["lr"] = min(group["lr"], cap)
             if progress and not losses:
                 progress.update(st.global_step, st.max_steps, None, None)
             if state["interrupted"]:
@@ -286,6 +303,8 @@ def train(
         state["interrupted"],
         tokens.overlong,
         tokens.dropped,
+        state["out_of_time"],
+        state["planned"],
     )
 
     # 6. adapter, lineage, plots, run log
@@ -329,6 +348,8 @@ def train(
         "tokens_per_second": round(result.tokens_per_second, 1),
         "peak_rss_mb": round(peak, 1),
         "interrupted": state["interrupted"],
+        "out_of_time": state["out_of_time"],
+        "planned_steps": state["planned"],
         "overlong_lines": tokens.overlong,
         "dropped_lines": tokens.dropped,
         "skipped_lines": data.skipped,

@@ -1,0 +1,205 @@
+"""Reports people would rather look at than read: PNG plots and one self-contained report.html.
+
+A report is a title and sections; a section holds paragraphs, tables and figures. Each figure is
+written as a PNG file beside report.html and embedded in it as a data: URI, so the HTML can be mailed
+or archived alone and still shows its plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Figure:
+    name: str  # file name stem, e.g. "accuracy"
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    heading: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and none needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    ylabel: str,
+    intervals: Sequence[tuple[float, float]] | None = None,
+    percent: bool = False,
+) -> bytes:
+    """Bars with optional (low, high) intervals drawn as error bars; values printed on the bars."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    scale = 100.0 if percent else 1.0
+    heights = [v * scale for v in values]
+    yerr = None
+    if intervals:
+        yerr = [
+            [max(v - lo, 0) * scale for v, (lo, _) in zip(values, intervals, strict=True)],
+            [max(hi - v, 0) * scale for v, (_, hi) in zip(values, intervals, strict=True)],
+        ]
+    bars = ax.bar(labels, heights, yerr=yerr, capsize=6, color="#4C78A8")
+    for bar, h in zip(bars, heights, strict=True):
+        ax.annotate(f"{h:.0f}%" if percent else f"{h:.2g}", (bar.get_x() + bar.get_width() / 2, h), ha="center",
+                    va="bottom", xytext=(0, 2), textcoords="offset points", fontsize=9)  # fmt: skip
+    if percent:
+        ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]], title: str, xlabel: str, ylabel: str, percent: bool = False
+) -> bytes:
+    """One line per series of (x, y) points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for name, points in series.items():
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, [y * (100 if percent else 1) for y in ys], marker="o" if len(points) < 30 else None,
+                    label=name)  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if percent:
+        ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    return _png(fig)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.meta{color:#666;font-size:.9em}table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.35em .7em;text-align:left}th{background:#f3f5f8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1em 0}
+figcaption{color:#555;font-size:.9em}img{max-width:100%;border:1px solid #eee}
+.callout{background:#eef6ee;border-left:4px solid #3a7d44;padding:.6em 1em;margin:1em 0}
+"""
+
+_NUMBER = re.compile(r"^[-+]?[\d.,]+\s*(%|s|ms|MB|min)?$")
+
+
+def _cell(tag: str, text: str) -> str:
+    cls = ' class="num"' if tag == "td" and _NUMBER.match(text.strip()) else ""
+    return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
+
+
+def write_report(folder: Path, title: str, sections: Sequence[Section], callout: str = "") -> Path:
+    """Write ``folder/report.html`` (self-contained) and each figure as ``folder/<name>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>expertkit · {time.strftime('%Y-%m-%d %H:%M')}</p>",
+    ]
+    if callout:
+        parts.append(f"<div class='callout'>{html.escape(callout)}</div>")
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+        parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+        if section.bullets:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
+        for table in section.tables:
+            parts.append("<table>")
+            if table.caption:
+                parts.append(f"<caption>{html.escape(table.caption)}</caption>")
+            parts.append("<tr>" + "".join(_cell("th", h) for h in table.headers) + "</tr>")
+            parts += ["<tr>" + "".join(_cell("td", str(c)) for c in row) + "</tr>" for row in table.rows]
+            parts.append("</table>")
+        for figure in section.figures:
+            (folder / f"{figure.name}.png").write_bytes(figure.png)
+            data = base64.b64encode(figure.png).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{html.escape(figure.caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    path = folder / "report.html"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def retrieval_report(scores, set_name: str, folder: Path) -> Path:
+    """``eval retrieval --report``: the scores and the recall@k curve."""
+    curve = sorted(scores.recall_curve.items())
+    table = Table(["set", "mode", "queries", "nDCG@10", "recall@10", "recall@100", "MRR@10"], [[
+        set_name, scores.mode, str(scores.queries), f"{scores.ndcg10:.4f}", f"{scores.recall10:.4f}",
+        f"{scores.recall100:.4f}", f"{scores.mrr10:.4f}"]])  # fmt: skip
+    recall = Table(["k", *[str(k) for k, _ in curve]], [["recall@k", *[f"{v:.3f}" for _, v in curve]]])
+    figure = Figure("recall", f"Recall@k on {set_name} ({scores.mode})",
+                    line_chart({scores.mode: curve}, f"Recall@k, {set_name}", "k", "recall", percent=True))  # fmt: skip
+    per_query = sorted(scores.per_query.values())
+    spread = Figure("ndcg", "nDCG@10 per query, sorted (where retrieval fails)", line_chart(
+        {"nDCG@10": list(enumerate(per_query))}, "nDCG@10 per query", "query (sorted)", "nDCG@10"))  # fmt: skip
+    return write_report(folder, f"expertkit eval retrieval: {set_name}",
+                        [Section("Scores", tables=[table, recall], figures=[figure, spread])])  # fmt: skip
+
+
+def answers_report(scores, set_name: str, folder: Path) -> Path:
+    """``eval answers --report``: the scores, the latency distribution, and every answer against its gold."""
+    pct = lambda v: "–" if v is None else f"{v:.0%}"  # noqa: E731
+    table = Table(["route", "questions", "ROUGE-L", "token F1", "found", "cited", "valid citations",
+                   "citations in gold", "latency p50", "tok/s"], [[
+        scores.route, str(scores.questions), f"{scores.rouge_l:.4f}", f"{scores.token_f1:.4f}", pct(scores.found),
+        pct(scores.cited), pct(scores.citations_valid), pct(scores.citations_in_gold),
+        f"{scores.latency_ms_p50 / 1000:.2f} s", f"{scores.tokens_per_s:.1f}"]])  # fmt: skip
+    latencies = sorted(i["latency_ms"] / 1000 for i in scores.items)
+    figures = [
+        Figure("latency", "Seconds per answer, sorted", line_chart(
+            {"latency": list(enumerate(latencies))}, "Latency per answer", "answer (sorted)", "seconds")),
+        Figure("f1", "Token F1 per answer, sorted", line_chart(
+            {"token F1": list(enumerate(sorted(i["token_f1"] for i in scores.items)))}, "Token F1 per answer",
+            "answer (sorted)", "token F1")),
+    ]  # fmt: skip
+    rows = [[i["question"], i["answer"][:300], i["gold"][:300], f"{i['token_f1']:.2f}"] for i in scores.items]
+    answers = Table(["question", "answer", "gold", "token F1"], rows)
+    sections = [Section("Scores", tables=[table], figures=figures), Section("Answers", tables=[answers])]
+    return write_report(folder, f"expertkit eval answers: {set_name} ({scores.route})", sections)
