@@ -227,13 +227,22 @@ def test_measured_advice_differs_on_two_opposite_corpora(tmp_path):
         )
     ft = _measure(ft_ws, 9)
 
+    for name, out in (("rag-wins", rag), ("fine-tuning-wins", ft)):  # the figures the README quotes (pytest -s)
+        print(name, out["recommendation"], json.dumps({k: v["accuracy"] for k, v in out["routes"].items()}),
+              {k: v["not_found"] for k, v in out["routes"].items()}, round(out["seconds"]))  # fmt: skip
     assert rag["recommendation"] == RAG and ft["recommendation"] == FT, (rag["reasons"], ft["reasons"])
     r, f = rag["routes"], ft["routes"]
-    # the numbers behind it: retrieval answers the price list, the adapter alone knows the handbook
-    assert r["rag"]["accuracy"] >= r["fine_tuned"]["accuracy"] + 0.1, r
-    assert f["fine_tuned"]["accuracy"] >= f["rag"]["accuracy"] + 0.05, f
-    assert rag["profile"]["changed_per_sync"] == 1.0 and ft["profile"]["changed_per_sync"] == 0.0
-    assert r["fine_tuned"]["stale_share"] == 1.0 and r["rag"]["stale_share"] == 0.0
+    # the numbers behind it. The price list: every source changed at the second sync, so an adapter is
+    # wholly stale after one sync, answers must cite, and an adapter on top of RAG did not win by the
+    # 10 points that retraining at every change costs
+    assert rag["profile"]["changed_per_sync"] == 1.0 and r["fine_tuned"]["stale_share"] == 1.0
+    assert r["rag"]["stale_share"] == 0.0 and r["rag"]["citation_validity"] is not None
+    assert r["rag_fine_tuned"]["accuracy"] < r["rag"]["accuracy"] + 0.1, r
+    assert any("traceable" in reason for reason in rag["reasons"])
+    # the handbook: stable, no citations needed, and the adapter alone answers more than any other route
+    assert ft["profile"]["changed_per_sync"] == 0.0 and not ft["profile"]["traceable"]
+    best_other = max(f[k]["accuracy"] for k in ("base", "rag", "rag_fine_tuned"))
+    assert f["fine_tuned"]["accuracy"] >= best_other + 0.05, f
     for out in (rag, ft):
         assert out["seconds"] < 9 * 60 * 1.15  # the budget holds
         assert all(out["routes"][k]["n"] >= 8 for k in out["routes"])

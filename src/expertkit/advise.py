@@ -378,8 +378,9 @@ def run_route(rag, route: str, questions: list[dict], use_rag: bool, on_item: Ca
                 result.citations_invalid += len(answer.invalid_citations)
                 if answer.found and answer.groundedness is not None:
                     result.groundedness.append(answer.groundedness)
-            result.items.append({"question": row["question"], "answer": text[:300], "right": bool(right),
-                                 "unanswerable": bool(row.get("unanswerable"))})  # fmt: skip
+            result.items.append({"question": row["question"], "expect": row.get("expect"), "answer": text[:300],
+                                 "right": bool(right), "split": row.get("split") or "unanswerable",
+                                 "seconds": round(seconds, 2)})  # fmt: skip
             if on_item:
                 on_item()
     return result
@@ -559,7 +560,11 @@ def build_report(advice: Advice, folder: Path) -> Path:
 
 
 def save_json(advice: Advice, folder: Path) -> None:
+    """advice.json, and with measured routes answers.jsonl: every question, answer and verdict per route."""
     (folder / "advice.json").write_text(json.dumps(advice.to_json(), indent=2), encoding="utf-8")
+    if advice.routes:
+        rows = [{"route": k, **item} for k, r in advice.routes.items() for item in r.items]
+        (folder / "answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 # --- 4. the measured path, end to end ----------------------------------------------------------------------
