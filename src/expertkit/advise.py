@@ -494,8 +494,7 @@ def build_report(advice: Advice, folder: Path) -> Path:
     sections = []
     why = Section("Why", bullets=list(advice.reasons))
     if advice.changes:
-        why.paragraphs.append("What would change the recommendation:")
-        why.tables.append(Table(["condition"], [[c] for c in advice.changes]))
+        why.tables.append(Table(["what would change the recommendation"], [[c] for c in advice.changes]))
     sections.append(why)
     if advice.routes:
         rows = []

@@ -118,7 +118,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bo
 th,td{border:1px solid #ccc;padding:.35em .7em;text-align:left}th{background:#f3f5f8}
 td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1em 0}
 figcaption{color:#555;font-size:.9em}img{max-width:100%;border:1px solid #eee}
-.callout{background:#eef6ee;border-left:4px solid #3a7d44;padding:.6em 1em;margin:1em 0}
+.wide{overflow-x:auto}.callout{background:#eef6ee;border-left:4px solid #3a7d44;padding:.6em 1em;margin:1em 0}
 """
 
 _NUMBER = re.compile(r"^[-+]?[\d.,]+\s*(%|s|ms|MB|min)?$")
@@ -146,12 +146,12 @@ def write_report(folder: Path, title: str, sections: Sequence[Section], callout:
         if section.bullets:
             parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
         for table in section.tables:
-            parts.append("<table>")
+            parts.append("<div class='wide'><table>")
             if table.caption:
                 parts.append(f"<caption>{html.escape(table.caption)}</caption>")
             parts.append("<tr>" + "".join(_cell("th", h) for h in table.headers) + "</tr>")
             parts += ["<tr>" + "".join(_cell("td", str(c)) for c in row) + "</tr>" for row in table.rows]
-            parts.append("</table>")
+            parts.append("</table></div>")
         for figure in section.figures:
             (folder / f"{figure.name}.png").write_bytes(figure.png)
             data = base64.b64encode(figure.png).decode("ascii")
