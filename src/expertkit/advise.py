@@ -150,17 +150,14 @@ def domain_perplexity(base: str, chunks: list[str], sample: int = 24, seed: int 
 
 def profile_workspace(index, settings, base: str, measure_language: bool = True) -> Profile:
     """What the quick path reads: size, structure, facts, change history, language distance, settings."""
-    from expertkit.tune.synth import _all_chunks, extract_facts
+    from expertkit.tune.synth import all_chunks, extract_facts
 
-    chunks, titles, _ = _all_chunks(index)
-    if not chunks:
-        raise ExpertkitError("the index is empty: ingest your documents first (`expertkit ingest DOCS`)")
+    chunks, titles, _ = all_chunks(index)  # refuses an empty index
     history = index.sync_history()
     per_sync, days = change_rate(history)
-    stats = index.stats()
     texts = [c.text for c in chunks]
     profile = Profile(
-        documents=stats.documents,
+        documents=len(titles),
         chunks=len(chunks),
         words=sum(len(t.split()) for t in texts),
         structured_share=sum(c.record_id is not None for c in chunks) / len(chunks),
@@ -362,17 +359,17 @@ def run_route(rag, route: str, questions: list[dict], use_rag: bool, on_item: Ca
             result.latencies.append(seconds)
             text = answer.answer
             if row.get("unanswerable"):
-                result.not_found_asked += 1
                 right = not answer.found
+                result.not_found_asked += 1
                 result.not_found_right += right
-            elif row.get("split") == "fact":
-                right = is_correct(text, row["question"], row["expect"])
-                result.unseen_n += 1
-                result.unseen_correct += right
             else:
                 right = is_correct(text, row["question"], row["expect"])
-                result.n += 1
-                result.correct += right
+                if row.get("split") == "fact":
+                    result.unseen_n += 1
+                    result.unseen_correct += right
+                else:
+                    result.n += 1
+                    result.correct += right
             if use_rag:
                 result.citations_printed += len(answer.citations)
                 result.citations_invalid += len(answer.invalid_citations)
@@ -390,7 +387,7 @@ def recommend_measured(results: dict[str, RouteResult], profile: Profile) -> tup
     """(recommendation, reasons, what would change it) from the measured accuracies and the limits."""
     acc = {k: r.accuracy for k, r in results.items()}
     pct = lambda k: f"{acc[k]:.0%} ({results[k].correct}/{results[k].n})"  # noqa: E731
-    reasons = [f"held-out accuracy: " + ", ".join(f"{ROUTE_NAMES[k]} {pct(k)}" for k in ROUTES if k in acc)]  # noqa: F541
+    reasons = ["held-out accuracy: " + ", ".join(f"{ROUTE_NAMES[k]} {pct(k)}" for k in ROUTES if k in acc)]
     candidates = {"rag": RAG, "fine_tuned": FT, "rag_fine_tuned": BOTH}
     changing = profile.changed_per_sync is not None and profile.changed_per_sync >= CHANGING_PER_SYNC
     if profile.traceable:
@@ -570,21 +567,18 @@ def save_json(advice: Advice, folder: Path) -> None:
 
 
 class MeasureProgress:
-    """What ``measure`` reports as it goes; the CLI draws it with Rich."""
+    """What ``measure`` reports as it goes; the CLI draws it with Rich. ``update`` is the training progress
+    that ``train`` calls, so the same object is passed to it."""
 
     def stage(self, name: str, total: int | None = None) -> None: ...
 
     def advance(self, n: int = 1) -> None: ...
 
-    def train(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None: ...
+    def update(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None: ...
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _norm_q(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def measure(
@@ -602,7 +596,7 @@ def measure(
     from expertkit.rag import RAG as RagPipeline
     from expertkit.retrieve import Retriever
     from expertkit.tune.data import load_training_data
-    from expertkit.tune.synth import heldout_path_for, synth_qa, synth_raft
+    from expertkit.tune.synth import heldout_path_for, norm_question, synth_qa, synth_raft, write_jsonl
     from expertkit.tune.train import train
 
     progress = progress or MeasureProgress()
@@ -651,9 +645,8 @@ def measure(
     # RAFT on a CPU budget: the oracle with one distractor (each passage costs training time), two per fact
     synth_raft(index, retriever, raft_path, distractors=1, generator=None, questions=2, model_questions_=0,
                holdout=0.0, holdout_facts=a.holdout_facts, seed=a.seed, max_facts=a.max_facts)  # fmt: skip
-    asked_q = {_norm_q(q["question"]) for q in questions}
-    raft_rows = [r for r in _read_jsonl(raft_path) if _norm_q(r["meta"]["question"]) not in asked_q]
-    raft_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in raft_rows), encoding="utf-8")
+    asked_q = {norm_question(q["question"]) for q in questions}
+    write_jsonl(raft_path, [r for r in _read_jsonl(raft_path) if norm_question(r["meta"]["question"]) not in asked_q])
 
     g = s.generate.model_copy(update={"model": base, "max_new_tokens": min(s.generate.max_new_tokens, 64)})
 
@@ -684,40 +677,25 @@ def measure(
             f"--budget {budget_minutes:g} minutes leaves {max(left, 0) / 60:.1f} minutes to train: raise --budget, "
             "or lower advise.questions / advise.max_facts"
         )
-    losses: dict[str, list[tuple[int, float]]] = {}
-    adapters: dict[str, Path] = {}
-    share = {"qa": 0.6, "raft": 0.4}
-    for name, path in (("qa", qa_path), ("raft", raft_path)):
-        minutes = share[name] * left / 60
+    runs = {}
+    for name, path, share in (("qa", qa_path, 0.6), ("raft", raft_path, 0.4)):
+        minutes = share * left / 60
         progress.stage(f"training the {name.upper()} adapter (≤ {minutes:.1f} min)")
         settings = s.tune.model_copy(update={"max_minutes": minutes, "save_steps": 100_000,
                                              "max_length": min(s.tune.max_length, 768)})  # fmt: skip
-        run = train(load_training_data(path), base, work, f"advise-{name}", settings, progress=_TrainAdapter(progress))
-        adapters[name] = run.adapter_dir
-        losses[f"{name.upper()} adapter"] = run.losses
-        key = "fine_tuned" if name == "qa" else "rag_fine_tuned"
-        results[key] = RouteResult(key)
-        results[key].train_seconds, results[key].train_steps = run.seconds, run.steps
-        results[key].planned_steps, results[key].peak_rss_mb = run.planned_steps, run.peak_rss_mb
+        data = load_training_data(path)
+        run = runs[name] = train(data, base, work, f"advise-{name}", settings, progress=progress)
         stopped = f", stopped by the budget at step {run.steps} of {run.planned_steps}" if run.out_of_time else ""
-        method.append(f"{name.upper()} adapter: {len(load_training_data(path).examples)} examples, {run.steps} steps "
+        method.append(f"{name.upper()} adapter: {len(data.examples)} examples, {run.steps} steps "
                       f"in {run.seconds:.0f} s{stopped}")  # fmt: skip
     for key, name, use_rag in (("fine_tuned", "qa", False), ("rag_fine_tuned", "raft", True)):
-        trained = results[key]
-        results[key] = route(key, adapters[name], use_rag)
-        results[key].train_seconds, results[key].train_steps = trained.train_seconds, trained.train_steps
-        results[key].planned_steps, results[key].peak_rss_mb = trained.planned_steps, trained.peak_rss_mb
-        results[key].stale_share = profile.changed_per_sync
+        run = runs[name]
+        result = results[key] = route(key, run.adapter_dir, use_rag)
+        result.train_seconds, result.train_steps, result.planned_steps = run.seconds, run.steps, run.planned_steps
+        result.peak_rss_mb, result.stale_share = run.peak_rss_mb, profile.changed_per_sync
+    losses = {f"{name.upper()} adapter": run.losses for name, run in runs.items()}
     index.close()
     recommendation, reasons, changes = recommend_measured(results, profile)
     advice = Advice(recommendation, reasons, profile, "measured", results, changes, losses, method)
     advice.seconds = time.perf_counter() - started
     return advice
-
-
-class _TrainAdapter:
-    def __init__(self, progress: MeasureProgress) -> None:
-        self.progress = progress
-
-    def update(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None:
-        self.progress.train(step, max_steps, loss, tokens)

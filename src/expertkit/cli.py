@@ -1145,17 +1145,17 @@ class _AdviseProgress:
         self.task = None
 
     def stage(self, name: str, total: int | None = None) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=self.progress.tasks[self.task].total or 1,
-                                 total=self.progress.tasks[self.task].total or 1)  # fmt: skip
+        if self.task is not None:  # the previous stage is done, however far its bar got
+            done = self.progress.tasks[self.task].total or 1
+            self.progress.update(self.task, completed=done, total=done)
         self.task = self.progress.add_task(name, total=total, info="")
 
     def advance(self, n: int = 1) -> None:
         if self.task is not None:
             self.progress.advance(self.task, n)
 
-    def train(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None:
-        if self.task is not None:
+    def update(self, step: int, max_steps: int, loss: float | None, tokens: float | None) -> None:
+        if self.task is not None:  # training steps
             info = f"loss {loss:.3f}" if loss is not None else ""
             self.progress.update(self.task, completed=step, total=max_steps, info=info)
 

@@ -346,7 +346,7 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
             q.endswith("?")
             and 3 <= len(q.split()) <= 40
             and len(words & facts_words) >= 1  # about this fact
-            and _norm(q) != _norm(fact.statement)
+            and norm_question(q) != norm_question(fact.statement)
         )
         if ok and len(kept) < n:
             values = [fact.value, *fact.cloze_values] if fact.value else fact.cloze_values
@@ -356,7 +356,7 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
     return kept, rejected
 
 
-def _norm(q: str) -> str:
+def norm_question(q: str) -> str:
     return " ".join(re.findall(r"\w+", q.lower()))
 
 
@@ -391,7 +391,7 @@ def ask_facts(
             rng = random.Random(f"{seed}|{fact.id}")  # the same fact gets the same questions, run after run
             items = by_model + template_questions(fact, questions - len(by_model), rng)
             for qa in items:
-                key = _norm(qa.question)
+                key = norm_question(qa.question)
                 if key in seen:
                     dupes += 1
                     continue
@@ -442,7 +442,7 @@ def _hash_fraction(key: str, seed: int) -> float:
 
 def is_heldout(question: str, fraction: float, seed: int = 0) -> bool:
     """A stable split: the same question lands on the same side every run."""
-    return _hash_fraction(_norm(question), seed) < fraction
+    return _hash_fraction(norm_question(question), seed) < fraction
 
 
 def split_questions(qas: list[QA], holdout: float, holdout_facts: float, seed: int) -> dict[int, str]:
@@ -484,7 +484,7 @@ def qa_record(qa: QA, source_hashes: dict[str, str], messages: list[dict] | None
     }
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -651,7 +651,7 @@ def _ask_index(
     stable sample of that many facts (the same for the same seed), for a measurement on a budget."""
     if not 0.0 <= holdout < 1.0 or not 0.0 <= holdout_facts < 1.0:
         raise DataError("--holdout and --holdout-facts: fractions from 0 up to (not including) 1")
-    chunks, titles, hashes = _all_chunks(index)
+    chunks, titles, hashes = all_chunks(index)
     facts = extract_facts(chunks, titles)
     if not facts:
         raise DataError("no facts found in the ingested documents: nothing to ask about")
@@ -667,9 +667,9 @@ def _ask_index(
 
 def _write(asked: _Asked, out: Path, rows: list[dict], heldout: list[dict], texts: int = 0) -> SynthReport:
     """Write the training rows to ``out`` and the held-out ones beside it; what was written."""
-    _write_jsonl(out, rows)
+    write_jsonl(out, rows)
     held_path = heldout_path_for(out)
-    _write_jsonl(held_path, heldout)
+    write_jsonl(held_path, heldout)
     kinds = _kinds([qa for i, qa in enumerate(asked.qas) if i not in asked.held])
     if texts:
         kinds["text"] = texts
@@ -692,7 +692,7 @@ def _same_fact(chunk: Chunk, qa: QA) -> bool:
     return qa.answer.rstrip(".").lower() in chunk.text.lower()
 
 
-def _all_chunks(index) -> tuple[list[Chunk], dict[str, str], dict[str, str]]:
+def all_chunks(index) -> tuple[list[Chunk], dict[str, str], dict[str, str]]:
     sources = index.sources()
     if not sources:
         raise DataError("the index is empty: ingest documents before synthesizing training data")
