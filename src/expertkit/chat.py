@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+from expertkit.index.base import Filters
 from expertkit.models.generator import generate_json
 from expertkit.rag import RAG, Answer, strip_citations
 
@@ -20,8 +21,10 @@ HISTORY_TURNS = 3  # earlier turns given to the model; retrieval sees the rewrit
 
 
 class ChatSession:
-    def __init__(self, rag: RAG, folder: Path) -> None:
+    def __init__(self, rag: RAG, folder: Path, filters: Filters | None = None) -> None:
+        """``filters`` apply to every turn; their ``groups`` are the caller's access groups."""
         self.rag = rag
+        self.filters = filters
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / time.strftime("%Y%m%d-%H%M%S.jsonl")
         self.turns: list[tuple[str, Answer]] = []
@@ -71,7 +74,7 @@ class ChatSession:
     def ask(self, question: str) -> Answer:
         query = self.standalone(question)
         self.last_query = query
-        answer = self.rag.ask(question, history=self.history(), retrieval_query=query)
+        answer = self.rag.ask(question, self.filters, history=self.history(), retrieval_query=query)
         self.turns.append((question, answer))
         self._log({"event": "turn", "question": question, "retrieval_query": query, **answer.to_json()})
         return answer

@@ -65,6 +65,14 @@ ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="write report.html and its PNG plots into this folder")
 ]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="tag (repeatable)")]
+AsGroupOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--as-group",
+        help="search as a member of this access group (repeatable): other groups' documents are never read; "
+        "default: every document (the workspace's owner)",
+    ),
+]
 
 
 def _open(workspace: Path | None, sets: list[str] | None, extra: dict | None = None, create: bool = False) -> Workspace:
@@ -83,10 +91,11 @@ def _display_path(path: str) -> str:
 
 
 def _ingestor(ws: Workspace, index, embedder=None):
-    from expertkit.ingest.sync import Ingestor
+    from expertkit.ingest.sync import AccessPolicy, Ingestor
 
     s = ws.settings.ingest
-    return Ingestor(index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb)
+    access = AccessPolicy(ws.settings.access, ws.root)
+    return Ingestor(index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access)
 
 
 def _beir_workspace(workspace: Path | None, set_: list[str] | None, corpus: Path, progress=None):
@@ -107,6 +116,11 @@ def _beir_workspace(workspace: Path | None, set_: list[str] | None, corpus: Path
             f"could not ingest {corpus}: " + "; ".join(r.reason or ", ".join(r.warnings) for r in report.failed)
         )
     return ws, index, embedder, scratch
+
+
+def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
+    """The caller's access groups from --as-group; None (no flag) is the workspace's owner, who sees all."""
+    return tuple(sorted(set(groups))) if groups else None
 
 
 def _embedder(ws: Workspace):
@@ -155,6 +169,12 @@ class _RichSyncProgress:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or folders (recursively)")],
     tag: TagOpt = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group", "-g", help="access group (repeatable); default: access.rules in expertkit.toml, else everyone"
+        ),
+    ] = None,
     prune: Annotated[bool, typer.Option(help="drop indexed files under PATHS that no longer exist")] = False,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
@@ -174,7 +194,9 @@ def ingest(
         console=err,
         transient=False,
     ) as progress:
-        report = ingestor.sync(paths, tags=tag or [], prune=prune, progress=_RichSyncProgress(progress))
+        report = ingestor.sync(
+            paths, tags=tag or [], prune=prune, progress=_RichSyncProgress(progress), groups=group or []
+        )
     index.close()
     counts = {s: report.count(s) for s in ("added", "updated", "retagged", "unchanged", "removed", "skipped", "failed")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -234,6 +256,7 @@ def status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
                     "documents": st.documents,
                     "chunks": st.chunks,
                     "tags": st.tags,
+                    "groups": st.groups,
                     "file_types": st.file_types,
                     "index_bytes": st.size_bytes,
                     "embedder": st.embedder,
@@ -242,6 +265,7 @@ def status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
                             "path": s.path,
                             "chunks": s.n_chunks,
                             "tags": list(s.tags),
+                            "groups": list(s.groups),
                             "synced_at": s.synced_at,
                             "warnings": list(s.warnings),
                         }
@@ -258,14 +282,17 @@ def status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
     )
     if st.tags:
         console.print("tags: " + ", ".join(f"{t} ({n})" for t, n in st.tags.items()))
+    if st.groups:
+        console.print("access groups: " + ", ".join(f"{g} ({n})" for g, n in st.groups.items()))
     console.print("types: " + ", ".join(f"{t} ({n})" for t, n in st.file_types.items()))
-    table = Table("source", "type", "chunks", "tags", "last synced")
+    table = Table("source", "type", "chunks", "tags", "groups", "last synced")
     for s in sources[:200]:
         table.add_row(
             escape(_display_path(s.path)),
             s.file_type,
             str(s.n_chunks),
             ", ".join(s.tags),
+            ", ".join(s.groups),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.synced_at)),
         )
     console.print(table)
@@ -303,6 +330,7 @@ def search(
     tag: TagOpt = None,
     path: Annotated[str | None, typer.Option(help="only sources whose path matches this glob")] = None,
     file_type: Annotated[list[str] | None, typer.Option("--type", help="only these file types, e.g. pdf")] = None,
+    as_group: AsGroupOpt = None,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -314,7 +342,7 @@ def search(
     ws = _open(workspace, set_, {"search": {"k": k, "mode": mode}})
     index = ws.open_index()
     retriever = Retriever(index, _embedder(ws), ws.settings.search)
-    filters = Filters(tuple(tag or ()), path, tuple(file_type or ()))
+    filters = Filters(tuple(tag or ()), path, tuple(file_type or ()), _caller_groups(as_group))
     hits = retriever.search(query, filters=filters)
     index.close()
     if json_:
@@ -522,6 +550,7 @@ def ask(
     tag: TagOpt = None,
     adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name (RAG + fine-tuning)")] = None,
     no_rag: Annotated[bool, typer.Option("--no-rag", help="ask the bare model, without retrieval")] = False,
+    as_group: AsGroupOpt = None,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -552,7 +581,8 @@ def ask(
     if live is not None:
         live.start()
     try:
-        answer = rag.ask(question, Filters(tuple(tag or ())), rag=not no_rag, on_token=on_token if streamed else None)
+        filters = Filters(tuple(tag or ()), groups=_caller_groups(as_group))
+        answer = rag.ask(question, filters, rag=not no_rag, on_token=on_token if streamed else None)
     finally:
         if live is not None:
             live.stop()
@@ -568,6 +598,7 @@ def ask(
 @app.command()
 def chat(
     adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name")] = None,
+    as_group: AsGroupOpt = None,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -577,9 +608,10 @@ def chat(
     The history is saved under .expertkit/chats/ in the workspace.
     """
     from expertkit.chat import ChatSession
+    from expertkit.index.base import Filters
 
     ws = _open(workspace, set_)
-    session = ChatSession(_rag(ws, adapter), ws.data_dir / "chats")
+    session = ChatSession(_rag(ws, adapter), ws.data_dir / "chats", Filters(groups=_caller_groups(as_group)))
     console.print(f"[dim]chat saved to {session.path} · /sources /reset /exit[/dim]")
     while True:
         try:

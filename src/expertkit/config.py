@@ -44,9 +44,38 @@ class IngestSettings(Section):
 
 
 class IndexSettings(Section):
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="sqlite = one file in the workspace; postgres = PostgreSQL + pgvector at index.dsn"
+    )
+    dsn: str = Field(
+        "",
+        description="postgres: e.g. postgresql://user@host:5432/db (password from PGPASSWORD or ~/.pgpass); "
+        "empty = the server `expertkit db start` runs for this workspace",
+    )
+    schema_name: str = Field(
+        "expertkit", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="postgres: the schema holding this index"
+    )
+    ef_search: int = Field(100, ge=1, le=1000, description="postgres: HNSW candidates per dense query")
     ann_threshold: int = Field(
-        200_000, ge=0, description="above this many chunks, dense search uses an HNSW index (usearch)"
+        200_000, ge=0, description="sqlite: above this many chunks, dense search uses an HNSW index (usearch)"
+    )
+    lock_timeout_s: float = Field(
+        30.0, ge=0, description="sqlite: seconds a writer waits for another writer before giving up"
+    )
+
+
+class AccessRule(Section):
+    glob: str = Field(description="path glob, relative to the workspace for files inside it; ** = any depth")
+    groups: list[str] = Field(min_length=1)
+
+
+class AccessSettings(Section):
+    default_groups: list[str] = Field(
+        ["everyone"], min_length=1, description="groups of a source that no --group flag or rule names"
+    )
+    rules: list[AccessRule] = Field(
+        default_factory=list,
+        description='[[access.rules]] glob = "hr/**", groups = ["hr"]; the last matching rule wins',
     )
 
 
@@ -154,6 +183,7 @@ class Settings(Section):
     embed: EmbedSettings = EmbedSettings()
     ingest: IngestSettings = IngestSettings()
     index: IndexSettings = IndexSettings()
+    access: AccessSettings = AccessSettings()
     search: SearchSettings = SearchSettings()
     generate: GenerateSettings = GenerateSettings()
     rag: RagSettings = RagSettings()
@@ -240,7 +270,8 @@ def default_toml() -> str:
             value = getattr(section, key)
             if sub.description:
                 lines.append(f"# {sub.description}")
-            lines.append(f"{key} = {_toml_value(value)}")
+            # an empty list is written commented out, so that [[section.key]] tables can replace it
+            lines.append(f"# {key} = []" if value == [] else f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

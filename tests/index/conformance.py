@@ -20,7 +20,7 @@ def unit(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def make_source(path: str, texts: list[str], tags=(), file_type="md", digest=None, seed=0):
+def make_source(path: str, texts: list[str], tags=(), file_type="md", digest=None, seed=0, groups=()):
     digest = digest or f"hash-{path}-{len(texts)}-{seed}"
     chunks = [
         Chunk(
@@ -39,7 +39,7 @@ def make_source(path: str, texts: list[str], tags=(), file_type="md", digest=Non
         for i, t in enumerate(texts)
     ]
     vectors = np.stack([unit(seed * 1000 + i) for i in range(len(texts))])
-    return SourceRecord(path, digest, file_type, 10, 1.0, tuple(tags)), chunks, vectors
+    return SourceRecord(path, digest, file_type, 10, 1.0, tuple(tags), groups=tuple(groups)), chunks, vectors
 
 
 class IndexConformance:
@@ -169,3 +169,47 @@ class IndexConformance:
         history = index.sync_history()
         assert [h.at for h in history] == [100.0, 200.0]
         assert history[1].changed == 3 and history[1].unchanged == 7 and history[0].added == 10
+
+    def test_update_stat_keeps_the_chunks(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        index.write_source(*make_source("/d/a.md", ["alpha"], groups=("all",)))
+        index.update_stat("/d/a.md", 99, 12345.5, 20000.0)
+        got = index.get_source("/d/a.md")
+        assert (got.size, got.mtime, got.synced_at, got.n_chunks, got.groups) == (99, 12345.5, 20000.0, 1, ("all",))
+        assert len(index.search_bm25("alpha", 5)) == 1
+
+    def test_access_groups_are_enforced_inside_the_query(self, index):
+        index.bind_embedder("test-embedder", DIM)
+        for s in range(12):  # many public sources, each a weaker match than the HR ones
+            index.write_source(
+                *make_source(f"/pub/{s}.md", [f"salary policy note {s}"], seed=100 + s, groups=("staff",))
+            )
+        secret = make_source(
+            "/hr/pay.md", ["salary salary of Dana Reyes is 91,250", "salary bands"], seed=7, groups=("hr",)
+        )
+        index.write_source(*secret)
+        index.write_source(*make_source("/both/x.md", ["salary review calendar"], seed=300, groups=("hr", "staff")))
+        target = secret[2][0]  # the HR chunk's own vector: the best dense match by far
+
+        def paths(groups, k=5):
+            f = Filters(groups=groups)
+            bm = [c.source for c in index.get_chunks([cid for cid, _ in index.search_bm25("salary", k, f)])]
+            de = [c.source for c in index.get_chunks([cid for cid, _ in index.search_dense(target, k, f)])]
+            return bm, de
+
+        bm, de = paths(("staff",))
+        assert "/hr/pay.md" not in bm + de
+        assert len(bm) == 5 and len(de) == 5  # k is filled from the allowed set
+        bm, de = paths(("hr",))
+        assert set(bm) == set(de) == {"/hr/pay.md", "/both/x.md"}
+        assert de[0] == "/hr/pay.md"
+        assert paths(()) == ([], [])  # no groups sees nothing
+        assert paths(("nobody",)) == ([], [])
+        bm, de = paths(None, k=20)  # the workspace's owner sees everything
+        assert "/hr/pay.md" in bm and "/hr/pay.md" in de and len(set(de)) == 14
+        bm, de = paths(("staff",), k=20)
+        assert "/both/x.md" in bm and "/both/x.md" in de and len(set(de)) == 13
+        combined = Filters(tags=(), path_glob="/hr/*", groups=("staff",))
+        assert index.search_bm25("salary", 5, combined) == [] and index.search_dense(target, 5, combined) == []
+        assert index.get_source("/hr/pay.md").groups == ("hr",)
+        assert index.stats().groups == {"hr": 2, "staff": 13}

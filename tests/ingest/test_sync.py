@@ -185,3 +185,79 @@ def test_killed_ingest_leaves_every_file_old_or_new_and_the_next_run_finishes(tm
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(_consistent(ws / ".expertkit" / "index.db", docs).values()) == {"v2"}
+
+
+def _reads(monkeypatch) -> list[str]:
+    """Every file the ingestor reads whole (the work the stat fast path exists to avoid)."""
+    read: list[str] = []
+    original = Path.read_bytes
+
+    def spy(self):
+        read.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    return read
+
+
+def test_a_touched_file_is_read_once_then_skipped_by_stat(ingestor, index, tmp_path, monkeypatch):
+    write_docs(tmp_path / "docs", 2, "v1")
+    old = time.time() - 3600
+    for f in (tmp_path / "docs").iterdir():
+        os.utime(f, (old, old))
+    ingestor.sync([tmp_path / "docs"])
+    read = _reads(monkeypatch)
+    touched = time.time() - 600  # touched ten minutes ago, the content unchanged
+    os.utime(tmp_path / "docs" / "doc000.md", (touched, touched))
+    first = ingestor.sync([tmp_path / "docs"])
+    assert first.count("unchanged") == 2 and first.embedded == 0 and read == ["doc000.md"]
+    assert index.get_source(source_key(tmp_path / "docs" / "doc000.md")).mtime == touched
+    read.clear()
+    second = ingestor.sync([tmp_path / "docs"])
+    assert second.count("unchanged") == 2 and read == []  # the new size and mtime were recorded
+
+
+def test_an_edit_in_the_same_mtime_tick_as_the_sync_is_not_missed(ingestor, index, tmp_path):
+    # A coarse clock (FAT, some network file systems) gives two edits a second apart the same mtime.
+    path = tmp_path / "docs" / "a.md"
+    path.parent.mkdir()
+    path.write_text("# A\n\nThe relief valve opens at 12 bar.\n")
+    tick = float(int(time.time()))
+    os.utime(path, (tick, tick))
+    ingestor.sync([path])
+    path.write_text("# A\n\nThe relief valve opens at 19 bar.\n")  # same size, same mtime as recorded
+    os.utime(path, (tick, tick))
+    report = ingestor.sync([path])
+    assert report.count("updated") == 1
+    assert "19 bar" in index.source_chunks(source_key(path))[0].text
+
+
+def test_access_groups_from_flags_rules_and_the_default(index, embedder, tmp_path):
+    from expertkit.config import AccessRule, AccessSettings
+    from expertkit.ingest.sync import AccessPolicy
+
+    root = tmp_path / "ws"
+    for rel in ("hr/pay/2026.md", "hr/handbook.md", "manuals/pump.md", "notes.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"# {rel}\n\nText of {rel}.\n")
+    rules = [
+        AccessRule(glob="hr/**", groups=["hr"]),
+        AccessRule(glob="hr/handbook.md", groups=["hr", "staff"]),  # later rules win
+        AccessRule(glob="*.md", groups=["staff"]),  # no slash: a file name at any depth...
+        AccessRule(glob="hr/**", groups=["hr"]),  # ...so hr/** is repeated to win back the HR folder
+    ]
+    policy = AccessPolicy(AccessSettings(default_groups=["all"], rules=rules), root)
+    ingestor = Ingestor(index, embedder, access=policy)
+    ingestor.sync([root])
+
+    def groups(rel):
+        return index.get_source(source_key(root / rel)).groups
+
+    assert groups("hr/pay/2026.md") == ("hr",) and groups("hr/handbook.md") == ("hr",)
+    assert groups("manuals/pump.md") == ("staff",) and groups("notes.md") == ("staff",)
+    only_default = Ingestor(index, embedder, access=AccessPolicy(AccessSettings(default_groups=["all"]), root))
+    report = only_default.sync([root / "manuals"])
+    assert report.count("retagged") == 1 and report.embedded == 0  # new groups, same vectors
+    assert groups("manuals/pump.md") == ("all",)
+    flagged = ingestor.sync([root / "notes.md"], groups=["board", "audit"])
+    assert flagged.count("retagged") == 1 and groups("notes.md") == ("audit", "board")

@@ -28,6 +28,7 @@ class SourceRecord:
     title: str | None = None
     warnings: tuple[str, ...] = ()
     synced_at: float = 0.0
+    groups: tuple[str, ...] = ()  # access groups: who may retrieve this source's chunks
 
 
 @dataclass
@@ -49,14 +50,19 @@ class SyncRecord:
 
 @dataclass
 class Filters:
-    """Metadata filters; empty fields do not filter. Tags match any of the given tags."""
+    """Metadata filters; empty fields do not filter. Tags match any of the given tags.
+
+    ``groups`` are the caller's access groups: only sources in at least one of them are searched, inside
+    the index query itself (an empty tuple sees nothing). None means unrestricted: the workspace's owner.
+    """
 
     tags: tuple[str, ...] = ()
     path_glob: str | None = None
     file_types: tuple[str, ...] = ()
+    groups: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.tags or self.path_glob or self.file_types)
+        return bool(self.tags or self.path_glob or self.file_types) or self.groups is not None
 
 
 @dataclass
@@ -68,6 +74,7 @@ class IndexStats:
     size_bytes: int = 0
     embedder: str | None = None
     dim: int | None = None
+    groups: dict[str, int] = field(default_factory=dict)  # access group → documents
 
 
 class Index(Protocol):
@@ -82,6 +89,9 @@ class Index(Protocol):
 
     def write_source(self, source: SourceRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         """Replace everything stored for ``source.path`` in one transaction: fully old or fully new."""
+
+    def update_stat(self, path: str, size: int, mtime: float, synced_at: float) -> None:
+        """Record a touched-but-unchanged file's new size and mtime, so the next sync skips it unread."""
 
     def remove_source(self, path: str) -> int:
         """Drop a source and its chunks; returns the number of chunks removed."""

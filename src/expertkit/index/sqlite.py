@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS source_tags (
     PRIMARY KEY (source_id, tag)
 );
 CREATE INDEX IF NOT EXISTS source_tags_tag ON source_tags(tag);
+CREATE TABLE IF NOT EXISTS source_groups (
+    source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    grp TEXT NOT NULL,
+    PRIMARY KEY (source_id, grp)
+);
+CREATE INDEX IF NOT EXISTS source_groups_grp ON source_groups(grp);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     chunk_id TEXT NOT NULL UNIQUE,
@@ -133,11 +139,25 @@ class SQLiteIndex:
         sql = "SELECT tag FROM source_tags WHERE source_id = ? ORDER BY tag"
         return tuple(t for (t,) in self.db.execute(sql, (source_id,)))
 
+    def _groups(self, source_id: int) -> tuple[str, ...]:
+        sql = "SELECT grp FROM source_groups WHERE source_id = ? ORDER BY grp"
+        return tuple(g for (g,) in self.db.execute(sql, (source_id,)))
+
     def _source_row(self, row: tuple) -> SourceRecord:
         sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at = row
         tags = self._tags(sid)
         return SourceRecord(
-            path, content_hash, file_type, size, mtime, tags, n_chunks, title, tuple(json.loads(warnings)), synced_at
+            path,
+            content_hash,
+            file_type,
+            size,
+            mtime,
+            tags,
+            n_chunks,
+            title,
+            tuple(json.loads(warnings)),
+            synced_at,
+            self._groups(sid),
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
@@ -170,6 +190,9 @@ class SQLiteIndex:
             )
             sid = cur.lastrowid
             self.db.executemany("INSERT INTO source_tags VALUES (?, ?)", [(sid, t) for t in sorted(set(source.tags))])
+            self.db.executemany(
+                "INSERT INTO source_groups VALUES (?, ?)", [(sid, g) for g in sorted(set(source.groups))]
+            )
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cur = self.db.execute(
                     'INSERT INTO chunks (chunk_id, source_id, ordinal, text, page, section, record_id, start, "end",'
@@ -200,6 +223,12 @@ class SQLiteIndex:
         n = self.db.execute("DELETE FROM chunks WHERE source_id = ?", row).rowcount
         self.db.execute("DELETE FROM sources WHERE id = ?", row)
         return n
+
+    def update_stat(self, path: str, size: int, mtime: float, synced_at: float) -> None:
+        # no generation bump: nothing a search returns has changed
+        self.db.execute(
+            "UPDATE sources SET size = ?, mtime = ?, synced_at = ? WHERE path = ?", (size, mtime, synced_at, path)
+        )
 
     def remove_source(self, path: str) -> int:
         with self._transaction():
@@ -232,6 +261,10 @@ class SQLiteIndex:
         if filters.file_types:
             clauses.append(f"s.file_type IN ({','.join('?' * len(filters.file_types))})")
             params += [t.lower().lstrip(".") for t in filters.file_types]
+        if filters.groups is not None:  # the caller's access groups; none at all sees nothing
+            marks = ",".join("?" * len(filters.groups))
+            clauses.append(f"s.id IN (SELECT source_id FROM source_groups WHERE grp IN ({marks}))" if marks else "0")
+            params += list(filters.groups)
         return " AND " + " AND ".join(clauses), params
 
     def search_bm25(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
@@ -376,9 +409,10 @@ class SQLiteIndex:
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         tags = dict(self.db.execute("SELECT tag, COUNT(*) FROM source_tags GROUP BY tag ORDER BY tag"))
         types = dict(self.db.execute("SELECT file_type, COUNT(*) FROM sources GROUP BY file_type ORDER BY file_type"))
+        groups = dict(self.db.execute("SELECT grp, COUNT(*) FROM source_groups GROUP BY grp ORDER BY grp"))
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         dim = self._meta("dim")
-        return IndexStats(docs, chunks, tags, types, size, self._meta("embedder"), int(dim) if dim else None)
+        return IndexStats(docs, chunks, tags, types, size, self._meta("embedder"), int(dim) if dim else None, groups)
 
     def record_sync(self, record: SyncRecord) -> None:
         # no generation bump: the history does not change what a search returns

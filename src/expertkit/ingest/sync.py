@@ -1,7 +1,10 @@
 """Incremental sync: files → Documents → Chunks → vectors → the index, one transaction per file.
 
 A file whose size and mtime, or else whose content hash, is unchanged is skipped without reading or
-embedding. Chunk texts whose vectors the index already holds are not embedded again. Embedding is
+embedding; a touched-but-unchanged file gets its new size and mtime recorded, and a file modified within
+``RACY_SECONDS`` of its last sync is hashed again rather than trusted (git's "racy" check). Each source
+carries access groups: ``--group`` flags, else the last matching ``access.rules`` glob, else
+``access.default_groups``. Chunk texts whose vectors the index already holds are not embedded again. Embedding is
 batched across files; writing is per file, so a kill at any moment leaves every file fully old or
 fully new, and the next run finishes the job.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -19,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from expertkit.config import AccessSettings
 from expertkit.errors import IngestError
 from expertkit.index.base import Index, SourceRecord, SyncRecord
 from expertkit.index.sqlite import text_hash
@@ -28,6 +33,7 @@ from expertkit.models.embedder import Embedder
 from expertkit.schema import Chunk, Document
 
 EMBED_FLUSH_CHUNKS = 1024  # chunks gathered across files before one embedding pass
+RACY_SECONDS = 2.0  # a file modified this close to its last sync may change again within the same mtime tick
 
 
 @dataclass
@@ -110,6 +116,55 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
     return list(dict.fromkeys(files)), skipped
 
 
+def glob_regex(pattern: str) -> re.Pattern:
+    """A path glob as a regex: ``**`` any depth, ``*`` and ``?`` within one name; a pattern without a
+    slash matches the file name at any depth (as in .gitignore)."""
+    if "/" not in pattern.rstrip("/"):
+        pattern = "**/" + pattern
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + "(?:/.*)?" if pattern.endswith("/") else "".join(out))
+
+
+class AccessPolicy:
+    """Which access groups a source gets: explicit groups, else the last matching rule, else the default."""
+
+    def __init__(self, settings: AccessSettings | None = None, root: Path | None = None) -> None:
+        settings = settings or AccessSettings()
+        self.default = tuple(sorted(set(settings.default_groups)))
+        self.rules = [
+            (glob_regex(r.glob.lstrip("/") if root else r.glob), tuple(sorted(set(r.groups)))) for r in settings.rules
+        ]
+        self.root = source_key(root) if root else None
+
+    def groups_for(self, key: str, explicit: Sequence[str] = ()) -> tuple[str, ...]:
+        if explicit:
+            return tuple(sorted(set(explicit)))
+        rel = key
+        if self.root and key.startswith(self.root.rstrip("/") + "/"):
+            rel = key[len(self.root.rstrip("/")) + 1 :]
+        chosen = self.default
+        for regex, groups in self.rules:  # like CODEOWNERS: the last match wins
+            if regex.fullmatch(rel):
+                chosen = groups
+        return chosen
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -123,9 +178,16 @@ class Ingestor:
     """Configuration in __init__ (index, embedder, chunk sizes); files flow through ``sync``."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, chunk_tokens: int = 200, overlap: int = 32, max_file_mb: float = 200.0
+        self,
+        index: Index,
+        embedder: Embedder,
+        chunk_tokens: int = 200,
+        overlap: int = 32,
+        max_file_mb: float = 200.0,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.index = index
+        self.access = access or AccessPolicy()
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
@@ -139,9 +201,15 @@ class Ingestor:
         return self._chunker
 
     def sync(
-        self, paths: Sequence[Path], tags: Sequence[str] = (), prune: bool = False, progress: SyncProgress | None = None
+        self,
+        paths: Sequence[Path],
+        tags: Sequence[str] = (),
+        prune: bool = False,
+        progress: SyncProgress | None = None,
+        groups: Sequence[str] = (),
     ) -> SyncReport:
-        """Bring the index up to date with ``paths``; with ``prune``, drop sources under them that are gone."""
+        """Bring the index up to date with ``paths``; with ``prune``, drop sources under them that are gone.
+        ``groups`` (access groups) apply to every file; without them the workspace's access rules decide."""
         progress = progress or _Silent()
         started = time.perf_counter()
         report = SyncReport()
@@ -150,11 +218,12 @@ class Ingestor:
         tags = tuple(sorted(set(tags)))
         todo = []
         for path in files:
-            unchanged = self._unchanged_by_stat(path, tags)
+            access = self.access.groups_for(source_key(path), groups)
+            unchanged = self._unchanged_by_stat(path, tags, access)
             if unchanged:
                 report.results.append(unchanged)
             else:
-                todo.append(path)
+                todo.append((path, access))
         if todo:
             t0 = time.perf_counter()
             self.chunker  # noqa: B018 - load the embedder now, so progress and rates describe the work
@@ -162,8 +231,8 @@ class Ingestor:
         progress.start(len(todo))
         pending: list[_Pending] = []
         try:
-            for path in todo:
-                result, item = self._prepare(path, tags)
+            for path, access in todo:
+                result, item = self._prepare(path, tags, access)
                 report.results.append(result)
                 if item is None:
                     progress.advance(files=1)
@@ -190,21 +259,32 @@ class Ingestor:
                 out.append(FileResult(source.path, "removed", self.index.remove_source(source.path)))
         return out
 
-    def _unchanged_by_stat(self, path: Path, tags: tuple[str, ...]) -> FileResult | None:
-        """Like git: same size and mtime means unchanged, without reading the file."""
+    def _unchanged_by_stat(self, path: Path, tags: tuple[str, ...], groups: tuple[str, ...]) -> FileResult | None:
+        """Like git: same size and mtime means unchanged, without reading the file, unless the file was
+        modified so close to its last sync that a later edit in the same mtime tick would look the same."""
         key = source_key(path)
         old = self.index.get_source(key)
         try:
             stat = path.stat()
         except OSError:
             return None
-        if old and old.size == stat.st_size and old.mtime == stat.st_mtime and old.tags == tags:
+        if (
+            old
+            and old.size == stat.st_size
+            and old.mtime == stat.st_mtime
+            and old.tags == tags
+            and old.groups == groups
+            and old.synced_at - stat.st_mtime > RACY_SECONDS
+        ):
             return FileResult(key, "unchanged", old.n_chunks)
         return None
 
-    def _prepare(self, path: Path, tags: tuple[str, ...]) -> tuple[FileResult, _Pending | None]:
+    def _prepare(
+        self, path: Path, tags: tuple[str, ...], groups: tuple[str, ...]
+    ) -> tuple[FileResult, _Pending | None]:
         key = source_key(path)
         old = self.index.get_source(key)
+        read_at = time.time()  # before reading: an edit after this moment is caught by the racy check
         try:
             stat = path.stat()
             if stat.st_size > self.max_bytes:
@@ -221,9 +301,13 @@ class Ingestor:
         except IngestError as exc:
             return FileResult(key, "failed", reason=exc.reason + (f"; {exc.hint}" if exc.hint else "")), None
         digest = content_hash(data)
-        source = SourceRecord(key, digest, path.suffix.lower().lstrip("."), stat.st_size, stat.st_mtime, tags)
-        if old and old.content_hash == digest and old.tags == tags:
-            return FileResult(key, "unchanged", old.n_chunks), None  # touched, not changed
+        source = SourceRecord(
+            key, digest, path.suffix.lower().lstrip("."), stat.st_size, stat.st_mtime, tags, groups=groups
+        )
+        if old and old.content_hash == digest and old.tags == tags and old.groups == groups:
+            # touched, not changed: remember the new size and mtime so the next sync need not read it
+            self.index.update_stat(key, stat.st_size, stat.st_mtime, read_at)
+            return FileResult(key, "unchanged", old.n_chunks), None
         try:
             document = read_document(path, data)
         except IngestError as exc:
@@ -233,6 +317,7 @@ class Ingestor:
         document.path = key
         chunks = self._chunk(document, tags, digest)
         source.file_type, source.title, source.warnings = document.file_type, document.title, tuple(document.warnings)
+        source.synced_at = read_at
         status = "added" if old is None else ("retagged" if old.content_hash == digest else "updated")
         result = FileResult(key, status, len(chunks), warnings=list(document.warnings))
         return result, _Pending(source, chunks, result)
