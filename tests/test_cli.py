@@ -287,3 +287,61 @@ def test_ctrl_c_during_generation_leaves_the_workspace_intact(sample_ws):
     assert "interrupted" in out + stdout and "Traceback" not in stderr
     after = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
     assert after["documents"] == before["documents"] and after["chunks"] == before["chunks"]
+
+
+def test_db_start_index_copy_and_search_on_postgres(tmp_path_factory):
+    """A user's move to PostgreSQL: `db start`, `index copy` (no re-embedding), then the same commands on the
+    postgres backend, access groups included, then `db stop`."""
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="expertkit-cli-pg-"))
+    base.chmod(0o755)  # the database server's unprivileged user must be able to enter the workspace
+    ws = base / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    with (ws / "expertkit.toml").open("a") as fh:
+        fh.write('\n[[access.rules]]\nglob = "**/procedures/**"\ngroups = ["ops"]\n')
+    assert runner.invoke(app, ["ingest", str(EXAMPLES), "-w", str(ws)]).exit_code == 0
+    pg = ["--set", "index.backend=postgres"]
+    try:
+        started = runner.invoke(app, ["db", "start", "-w", str(ws)])
+        assert started.exit_code == 0, started.output
+        status = json.loads(runner.invoke(app, ["db", "status", "-w", str(ws), "--json"]).output)
+        assert status["running"] and status["dsn"].startswith("postgresql://expertkit@127.0.0.1:")
+        copied = runner.invoke(app, ["index", "copy", "-w", str(ws)])
+        assert copied.exit_code == 0, copied.output
+        assert re.search(r"copied 6 sources \(\d+ chunks, vectors included\), 0 already there", copied.output)
+        again = runner.invoke(app, ["index", "copy", "-w", str(ws)])
+        assert "copied 0 sources (0 chunks, vectors included), 6 already there" in again.output
+
+        def search(*extra):
+            out = runner.invoke(app, ["search", "impeller nut torque", "-w", str(ws), "-k", "5", "--json", *extra])
+            assert out.exit_code == 0, out.output
+            return [r["source"] for r in json.loads(out.output)["results"]]
+
+        assert search(*pg)[0] == search()[0] and search()[0].endswith("nv400-service-manual.pdf")
+        pg_status = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json", *pg]).output)
+        assert pg_status["documents"] == 6 and pg_status["groups"] == {"everyone": 4, "ops": 2}
+        ops_only = search(*pg, "--as-group", "ops")
+        assert ops_only and all("/procedures/" in s for s in ops_only)
+        assert not any("/procedures/" in s for s in search(*pg, "--as-group", "everyone"))
+        # ingest straight into postgres: incremental there too
+        extra = base / "more"
+        extra.mkdir()
+        (extra / "seal.md").write_text("# Seal kit\n\nSeal kit NP-9931 fits the NV-400 impeller housing.\n")
+        added = runner.invoke(app, ["ingest", str(extra), "-w", str(ws), "-g", "ops", *pg])
+        assert added.exit_code == 0 and "1 added" in added.output, added.output
+        again = runner.invoke(app, ["ingest", str(extra), "-w", str(ws), "-g", "ops", *pg])
+        assert "1 unchanged" in again.output
+        assert search(*pg, "--as-group", "ops").count(str(extra / "seal.md")) <= 1
+        hits = runner.invoke(app, ["search", "NP-9931", "-w", str(ws), "--json", "--as-group", "ops", *pg])
+        assert json.loads(hits.output)["results"][0]["source"] == str(extra / "seal.md")
+        hidden = runner.invoke(app, ["search", "NP-9931", "-w", str(ws), "--json", "--as-group", "everyone", *pg])
+        assert str(extra / "seal.md") not in [r["source"] for r in json.loads(hidden.output)["results"]]
+    finally:
+        stopped = runner.invoke(app, ["db", "stop", "-w", str(ws)])
+    assert "stopped" in stopped.output
+    assert runner.invoke(app, ["db", "status", "-w", str(ws)]).exit_code == 1
+    down = run("search", "pump", "-w", str(ws), *pg)
+    assert down.returncode != 0 and "Traceback" not in down.stderr
+    assert "db start" in down.stderr

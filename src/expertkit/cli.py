@@ -46,6 +46,13 @@ runtime_app = typer.Typer(
     no_args_is_help=True, help="A warm llama.cpp server for this workspace, reused by ask, chat and serve."
 )
 app.add_typer(runtime_app, name="runtime")
+db_app = typer.Typer(
+    no_args_is_help=True,
+    help="A local PostgreSQL + pgvector server for this workspace (development; production uses index.dsn).",
+)
+app.add_typer(db_app, name="db")
+index_app = typer.Typer(no_args_is_help=True, help="Move the index between backends.")
+app.add_typer(index_app, name="index")
 
 console = Console()
 err = Console(stderr=True)
@@ -227,11 +234,12 @@ def ingest(
 def remove(
     paths: Annotated[list[Path], typer.Argument(help="files or folders to drop from the index")],
     workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Drop the chunks of files (or of every file under folders) from the index."""
     from expertkit.ingest.sync import remove as remove_sources
 
-    ws = _open(workspace, None)
+    ws = _open(workspace, set_)
     index = ws.open_index()
     results = remove_sources(index, paths)
     index.close()
@@ -242,9 +250,9 @@ def remove(
 
 
 @app.command()
-def status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
-    """Documents, chunks, tags, index size, and when each source was last synced."""
-    ws = _open(workspace, None)
+def status(workspace: WorkspaceOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Documents, chunks, tags, access groups, index size, and when each source was last synced."""
+    ws = _open(workspace, set_)
     index = ws.open_index()
     st, sources = index.stats(), index.sources()
     index.close()
@@ -723,6 +731,109 @@ def runtime_stop(workspace: WorkspaceOpt = None) -> None:
     ws = _open(workspace, None)
     info = stop_runtime(ws.data_dir)
     console.print(f"stopped llama-server pid {info.pid}" if info else "no warm server was running")
+
+
+# -- db, index ----------------------------------------------------------------------------------------
+
+
+@db_app.command("start")
+def db_start(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 = a free one")] = 0,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start (initialising on first use) a PostgreSQL server with pgvector, data in .expertkit/postgres."""
+    from expertkit.index.pgserver import PgServer
+
+    ws = _open(workspace, None)
+    with err.status("starting PostgreSQL…"):
+        info = PgServer(ws.db_dir).start(port or None)
+    console.print(f"PostgreSQL pid {info.pid} on 127.0.0.1:{info.port}, data in {escape(str(info.data_dir))}")
+    console.print(f"dsn: {info.dsn}")
+    if ws.settings.index.backend != "postgres":
+        console.print(
+            '[dim]use it: set index.backend = "postgres" in expertkit.toml (index.dsn may stay empty for this '
+            "server), then `expertkit index copy` to move the SQLite index over without re-embedding[/dim]"
+        )
+
+
+@db_app.command("status")
+def db_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """Whether this workspace's local PostgreSQL server runs, and its dsn."""
+    from expertkit.index.pgserver import PgServer
+
+    ws = _open(workspace, None)
+    info = PgServer(ws.db_dir).status()
+    running = bool(info and info.running)
+    if json_:
+        print(
+            json.dumps(
+                {"running": running, **({"pid": info.pid, "port": info.port, "dsn": info.dsn} if running else {})}
+            )
+        )
+        return
+    if not running:
+        console.print("no local PostgreSQL server is running (`expertkit db start`)")
+        raise typer.Exit(1)
+    console.print(f"running: pid {info.pid} · {info.dsn} · data {escape(str(info.data_dir))}")
+
+
+@db_app.command("stop")
+def db_stop(workspace: WorkspaceOpt = None) -> None:
+    """Stop this workspace's local PostgreSQL server (its data stays)."""
+    from expertkit.index.pgserver import PgServer
+
+    ws = _open(workspace, None)
+    stopped = PgServer(ws.db_dir).stop()
+    console.print("stopped the local PostgreSQL server" if stopped else "no local PostgreSQL server was running")
+
+
+@index_app.command("copy")
+def index_copy(
+    to: Annotated[
+        str, typer.Option("--to", help="postgresql://… (empty = the server `expertkit db start` runs here)")
+    ] = "",
+    schema: Annotated[str | None, typer.Option(help="schema in the destination (default index.schema_name)")] = None,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Copy this workspace's SQLite index, vectors included, into PostgreSQL: nothing is re-embedded, and an
+    interrupted copy resumes where it stopped."""
+    from expertkit.index.copy import copy_index
+    from expertkit.index.pgvector import PostgresIndex
+    from expertkit.index.sqlite import SQLiteIndex
+
+    ws = _open(workspace, set_)
+    s = ws.settings.index
+    if not ws.index_path.exists():
+        raise ExpertkitError(f"{ws.index_path} does not exist: there is no SQLite index here to copy")
+    if to and not to.startswith(("postgresql://", "postgres://")) and "=" not in to:
+        raise ExpertkitError(f"--to {to!r}: expected a PostgreSQL dsn such as postgresql://user@host:5432/db")
+    dsn = to or ws.index_dsn()
+    src = SQLiteIndex(ws.index_path, cache_dir=ws.cache_dir)
+    dst = PostgresIndex(dsn, schema=schema or s.schema_name, ef_search=s.ef_search)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]copying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sources"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("copy", total=len(src.sources()))
+        report = copy_index(src, dst, lambda n: progress.advance(task, n))
+    src.close()
+    dst.close()
+    console.print(
+        f"copied {report.sources} sources ({report.chunks} chunks, vectors included), {report.skipped} already there"
+        f" · {time.perf_counter() - started:.1f}s"
+    )
+    if s.backend != "postgres":
+        console.print(
+            f'[dim]switch: set index.backend = "postgres" and index.dsn = "{to}" in expertkit.toml[/dim]'
+            if to
+            else '[dim]switch: set index.backend = "postgres" in expertkit.toml[/dim]'
+        )
 
 
 # -- eval ---------------------------------------------------------------------------------------------

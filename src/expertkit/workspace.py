@@ -32,16 +32,42 @@ class Workspace:
         """Rebuildable caches (vector matrix, ANN graph); safe to delete."""
         return self.data_dir / "cache"
 
+    @property
+    def db_dir(self) -> Path:
+        """The data folder of the local PostgreSQL server that `expertkit db start` runs."""
+        return self.data_dir / "postgres"
+
     def has_index(self) -> bool:
+        if self.settings.index.backend == "postgres":
+            return True  # a server's schema is created on connect; an empty one answers "no results"
         return self.index_path.exists()
 
-    def open_index(self, create: bool = False):  # -> SQLiteIndex; imported lazily to keep start-up fast
+    def index_dsn(self) -> str:
+        """index.dsn, else the local server's (``expertkit db start``)."""
+        if self.settings.index.dsn:
+            return self.settings.index.dsn
+        from expertkit.index.pgserver import PgServer
+
+        info = PgServer(self.db_dir).status()
+        if info is None or not info.running:
+            raise WorkspaceError(
+                "index.backend is postgres but index.dsn is empty and no local server is running: "
+                'run `expertkit db start`, or set index.dsn = "postgresql://…"'
+            )
+        return info.dsn
+
+    def open_index(self, create: bool = False):  # -> an Index; backends are imported lazily for start-up speed
+        s = self.settings.index
+        if s.backend == "postgres":
+            from expertkit.index.pgvector import PostgresIndex
+
+            return PostgresIndex(self.index_dsn(), schema=s.schema_name, ef_search=s.ef_search)
         from expertkit.index.sqlite import SQLiteIndex
 
         if not create and not self.has_index():
             raise WorkspaceError(f"workspace {self.root} has no index yet: run `expertkit ingest PATH` first")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return SQLiteIndex(self.index_path, cache_dir=self.cache_dir, ann_threshold=self.settings.index.ann_threshold)
+        return SQLiteIndex(self.index_path, cache_dir=self.cache_dir, ann_threshold=s.ann_threshold)
 
 
 def init_workspace(root: Path) -> Path:
