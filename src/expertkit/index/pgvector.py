@@ -5,8 +5,12 @@ Everything lives in one schema (``index.schema_name``), so several workspaces ca
 dense search, with the source's path, type, tags and access groups copied onto each chunk so that every
 filter is a WHERE on the one table the HNSW index serves) and ``meta``/``syncs``.
 
-- Full text: Postgres's own text search (the ``english`` configuration: Snowball stemming, stop words),
-  ranked by ``ts_rank_cd`` with length normalisation; measured against SQLite's BM25 in the README.
+- Full text: Postgres's own text search (the ``english`` configuration: Snowball stemming, stop words)
+  finds the matches through a GIN index, and they are ranked by Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's
+  idf), computed in SQL from each chunk's ``tsvector`` (term frequencies are its position counts) and
+  its stored length. Postgres's own ``ts_rank_cd`` has no idf: on SciFact it scored nDCG@10 0.43
+  against BM25's 0.68. Document frequencies, the chunk count and the mean length are read from the
+  table per query term and cached for ``STATS_TTL_S`` (dropped at once after this process writes).
 - Dense: inner product on unit vectors through an HNSW index (``vector_ip_ops``). Filtered queries use
   pgvector's iterative index scan, so a filter does not starve the top k; when the allowed set is so
   small that the scan still comes back short, the query is repeated as an exact scan.
@@ -17,6 +21,7 @@ filter is a WHERE on the one table the HNSW index serves) and ``meta``/``syncs``
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import contextmanager
 
@@ -28,6 +33,8 @@ from expertkit.schema import Chunk
 
 SCHEMA_VERSION = "1"
 TEXT_CONFIG = "english"
+BM25_K1, BM25_B = 1.2, 0.75
+STATS_TTL_S = 30.0
 _LOCK_KEY = 0x6578706B  # "expk": the advisory lock that serialises schema changes
 
 
@@ -62,6 +69,7 @@ CREATE TABLE IF NOT EXISTS {s}.chunks (
     "end" integer NOT NULL,
     text_hash text NOT NULL,
     tsv tsvector NOT NULL,
+    n_terms integer NOT NULL,
     embedding vector NOT NULL,
     path text NOT NULL,
     file_type text NOT NULL,
@@ -121,6 +129,9 @@ class PostgresIndex:
         self.dsn = dsn
         self.s = schema
         self.ef_search = ef_search
+        self.ann_build_seconds = 0.0  # the last bulk load's HNSW build
+        self._stats: tuple[float, int, float] | None = None  # when read, chunk count, mean length
+        self._df: dict[str, int] = {}
         self.conn = _connect(dsn)
         with self._transaction(lock=True):
             self.conn.execute(_schema(schema))
@@ -162,8 +173,10 @@ class PostgresIndex:
             yield
         finally:
             if self._meta("dim"):
+                started = time.perf_counter()
                 self.conn.execute("SET maintenance_work_mem = '1GB'")
                 self._create_ann()
+                self.ann_build_seconds = time.perf_counter() - started
 
     def _create_ann(self) -> None:
         self.conn.execute(
@@ -194,6 +207,7 @@ class PostgresIndex:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         tags, groups = sorted(set(source.tags)), sorted(set(source.groups))
+        self._forget_stats()
         with self._transaction(), self.conn.cursor() as cur:
             cur.execute(f"DELETE FROM {self.s}.sources WHERE path = %s", (source.path,))
             cur.execute(
@@ -216,8 +230,9 @@ class PostgresIndex:
             sid = cur.fetchone()[0]
             cur.executemany(
                 f"INSERT INTO {self.s}.chunks (chunk_id, source_id, ordinal, text, page, section, record_id, start,"
-                ' "end", text_hash, tsv, embedding, path, file_type, tags, groups) VALUES (%s, %s, %s, %s, %s, %s,'
-                f" %s, %s, %s, %s, to_tsvector('{TEXT_CONFIG}', %s), %s, %s, %s, %s, %s)",
+                ' "end", text_hash, tsv, n_terms, embedding, path, file_type, tags, groups) SELECT %s, %s, %s, %s,'
+                " %s, %s, %s, %s, %s, %s, t.tsv, (SELECT coalesce(sum(array_length(positions, 1)), 0) FROM"
+                " unnest(t.tsv)), %s, %s, %s, %s, %s FROM (SELECT to_tsvector(%s, %s) AS tsv) t",
                 [
                     (
                         c.chunk_id,
@@ -230,12 +245,13 @@ class PostgresIndex:
                         c.start,
                         c.end,
                         _text_hash(c.embed_text()),
-                        c.embed_text(),
                         v,
                         source.path,
                         source.file_type,
                         tags,
                         groups,
+                        TEXT_CONFIG,
+                        c.embed_text(),
                     )
                     for c, v in zip(chunks, vectors, strict=True)
                 ],
@@ -248,6 +264,7 @@ class PostgresIndex:
         )
 
     def remove_source(self, path: str) -> int:
+        self._forget_stats()
         with self._transaction():
             n = self.conn.execute(
                 f"DELETE FROM {self.s}.chunks WHERE source_id = (SELECT id FROM {self.s}.sources WHERE path = %s)",
@@ -287,17 +304,65 @@ class PostgresIndex:
             params.append(list(filters.groups))
         return " AND " + " AND ".join(clauses), params
 
+    def _corpus_stats(self) -> tuple[int, float]:
+        now = time.monotonic()
+        if self._stats is None or now - self._stats[0] > STATS_TTL_S:
+            n, mean = self.conn.execute(f"SELECT count(*), coalesce(avg(n_terms), 0) FROM {self.s}.chunks").fetchone()
+            self._stats = (now, int(n), float(mean))
+            self._df.clear()
+        return self._stats[1], self._stats[2]
+
+    def _document_frequencies(self, lexemes: list[str]) -> dict[str, int]:
+        for lexeme in lexemes:
+            if lexeme not in self._df:
+                self._df[lexeme] = self.conn.execute(
+                    f"SELECT count(*) FROM {self.s}.chunks WHERE tsv @@ %s::tsquery", (_quote_lexeme(lexeme),)
+                ).fetchone()[0]
+        return {lexeme: self._df[lexeme] for lexeme in lexemes}
+
+    def _forget_stats(self) -> None:
+        self._stats = None
+        self._df.clear()
+
     def search_bm25(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
         terms = keyword_terms(query)
         if not terms:
             return []
-        tsquery = " | ".join("'" + t.replace("'", "") + "'" for t in terms)
+        lexemes = [
+            lexeme
+            for (lexeme,) in self.conn.execute(
+                "SELECT lexeme FROM unnest(to_tsvector(%s, %s)) ORDER BY lexeme", (TEXT_CONFIG, " ".join(terms))
+            )
+        ]
+        if not lexemes:  # only stop words
+            return []
+        n, mean = self._corpus_stats()
+        df = self._document_frequencies(lexemes)
+        # FTS5's idf, floored just above zero so that a term in most chunks still counts a little
+        idf = {t: max(math.log((n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}
+        if not idf:
+            return []
         where, params = self._where(filters)
+        tsquery = " | ".join(_quote_lexeme(t) for t in idf)
+        norm = BM25_K1 / max(mean, 1e-9)
         sql = (
-            f"SELECT chunk_id, ts_rank_cd(tsv, q, 1) AS score FROM {self.s}.chunks,"
-            f" to_tsquery('{TEXT_CONFIG}', %s) q WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT %s"
+            "SELECT c.chunk_id, sum(w.idf * u.tf * %s / (u.tf + %s + %s * c.n_terms)) AS score"
+            f" FROM {self.s}.chunks c"
+            " CROSS JOIN LATERAL (SELECT lexeme, array_length(positions, 1) AS tf FROM unnest(c.tsv)) u"
+            " JOIN unnest(%s::text[], %s::float8[]) AS w(lexeme, idf) ON w.lexeme = u.lexeme"
+            f" WHERE c.tsv @@ %s::tsquery{where} GROUP BY c.id, c.chunk_id ORDER BY score DESC, c.id LIMIT %s"
         )
-        return [(cid, float(score)) for cid, score in self.conn.execute(sql, [tsquery, *params, k])]
+        args = [
+            BM25_K1 + 1,
+            BM25_K1 * (1 - BM25_B),
+            norm * BM25_B,
+            list(idf),
+            list(idf.values()),
+            tsquery,
+            *params,
+            k,
+        ]
+        return [(cid, float(score)) for cid, score in self.conn.execute(sql, args)]
 
     def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -398,6 +463,11 @@ def _text_hash(text: str) -> str:
 
 
 __all__ = ["PostgresIndex"]
+
+
+def _quote_lexeme(lexeme: str) -> str:
+    """A lexeme as a tsquery operand: quoted, so that ':' '&' '!' in it are text, not operators."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _array(value) -> np.ndarray:
