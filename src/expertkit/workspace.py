@@ -67,7 +67,9 @@ class Workspace:
         if not create and not self.has_index():
             raise WorkspaceError(f"workspace {self.root} has no index yet: run `expertkit ingest PATH` first")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return SQLiteIndex(self.index_path, cache_dir=self.cache_dir, ann_threshold=s.ann_threshold)
+        return SQLiteIndex(
+            self.index_path, cache_dir=self.cache_dir, ann_threshold=s.ann_threshold, lock_timeout=s.lock_timeout_s
+        )
 
 
 def init_workspace(root: Path) -> Path:

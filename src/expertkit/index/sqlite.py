@@ -2,8 +2,29 @@
 
 SQLite is ACID, so a process killed mid-ingest leaves each source fully old or fully new. BM25 comes
 from FTS5. Dense search is an exact inner product over a float32 matrix cached in memory and on disk;
-above ``ann_threshold`` chunks an HNSW graph (usearch) serves unfiltered queries. Both caches are
-rebuilt from the database whenever its generation counter moves, and are never the source of truth.
+above ``ann_threshold`` chunks an HNSW graph (usearch) serves unfiltered queries. The caches are never
+the source of truth.
+
+Concurrency. One process writes, any number read (WAL):
+
+- Writers hold the workspace write lock, an ``flock`` on ``index.db.lock`` taken at the first write (or
+  by ``hold_write_lock``) and held until ``close``; the lock file names the holder's pid and command line.
+  A second writer waits up to ``lock_timeout`` seconds, then gets a one-line WorkspaceError naming it.
+  Every write, ``bind_embedder``'s check-then-write included, is one ``BEGIN IMMEDIATE`` transaction.
+- A dense search runs in one read transaction: the generation, the cached matrix's catch-up, the allowed
+  set of a filtered search and the final chunk-id lookup all see the same committed state, so a result
+  never points at a row that a concurrent write removed or that the matrix does not hold. (Scoring still
+  checks every allowed row against the matrix and reads any missing one directly.)
+- The caches follow the generation counter incrementally. ``chunks.id`` is AUTOINCREMENT, so rows newer
+  than a cache are exactly those with a larger id; deletions are logged in ``chunk_deletes`` (generation,
+  id) by the transaction that makes them. A cache at generation g catches up by appending the newer rows
+  and masking the ids deleted after g; the HNSW graph adds and removes the same keys. The log keeps the
+  last ``_DELETE_LOG_GENERATIONS`` generations (``meta.deletes_from`` says from where); a cache older than
+  that is rebuilt from the database.
+- On disk the caches are named by the database's uid and their generation (a re-created database never
+  reads a stale cache). They are written to a temporary file and renamed into place, so a reader never sees
+  a partial file; a file that does not load or does not match is ignored, and the cache rebuilt. A process
+  starting up loads the newest file not newer than the database and applies the delta since.
 """
 
 from __future__ import annotations
@@ -11,11 +32,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
+import sys
+import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +51,16 @@ from expertkit.errors import WorkspaceError
 from expertkit.index.base import Filters, IndexStats, SourceRecord, SyncRecord, keyword_terms
 from expertkit.schema import Chunk
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's own locking still orders the writers
+    fcntl = None
+
 SCHEMA_VERSION = "1"
+
+# the deletion log covers this many generations; a cache older than that is rebuilt, not patched
+_DELETE_LOG_GENERATIONS = 1000
+_PRUNE_EVERY = 100  # generations between prunings of the deletion log
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,47 +110,140 @@ CREATE TABLE IF NOT EXISTS syncs (
     added INTEGER NOT NULL, updated INTEGER NOT NULL, removed INTEGER NOT NULL,
     unchanged INTEGER NOT NULL, failed INTEGER NOT NULL, sources INTEGER NOT NULL
 );
+-- chunks deleted by each generation's transaction, so that caches can catch up without a full re-read
+CREATE TABLE IF NOT EXISTS chunk_deletes (
+    gen INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (gen, id)
+) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
 """
 
 
 class SQLiteIndex:
-    """The embedded Index. Safe for one writer and many readers (WAL)."""
+    """The embedded Index. Safe for one writing process and many reading ones (WAL), and for threads
+    sharing one instance (its transactions are serialised by an instance lock)."""
 
-    def __init__(self, path: Path | str, cache_dir: Path | str | None = None, ann_threshold: int = 200_000) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        cache_dir: Path | str | None = None,
+        ann_threshold: int = 200_000,
+        lock_timeout: float = 30.0,
+    ) -> None:
         self.path = Path(path)
         self.cache_dir = Path(cache_dir) if cache_dir else self.path.parent / "cache"
         self.ann_threshold = ann_threshold
+        self.lock_timeout = lock_timeout
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock = threading.RLock()  # one transaction at a time on this connection
+        self._release_write_lock: Callable[[], Any] | None = None
+        self._lock_pid = 0
+        self._write_gen: int | None = None  # the generation the open write transaction commits
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # readers and writers wait for a busy database (a checkpoint, another writer's commit) rather
+            # than fail at once; the write lock keeps writers from queueing here for long
+            self.db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=max(lock_timeout, 5.0)
+            )
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if self._needs_setup():
+                self._setup()
         except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc):  # a busy database, not a broken one
+                raise WorkspaceError(f"{self.path} is locked by another process ({exc}); try again later") from None
             raise WorkspaceError(
                 f"{self.path}: not a usable index database ({exc}); move it aside and re-ingest"
             ) from None
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-        # caches are named by this id and the generation, so a re-created database never reads a stale cache
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('uid', ?)", (uuid.uuid4().hex[:12],))
         self.uid = self._meta("uid")
-        self._dense: tuple[int, np.ndarray, np.ndarray] | None = None  # generation, rowids, matrix
-        self._ann: tuple[int, object] | None = None
+        self._dense: _DenseCache | None = None
+        self._ann: _AnnCache | None = None
 
-    # -- transactions and metadata -------------------------------------------------------------------
+    def _needs_setup(self) -> bool:
+        # only a new or older database is written to here: a reader opening a busy index must not queue
+        # behind the writer for a write it does not need
+        try:
+            keys = {k for (k,) in self.db.execute("SELECT key FROM meta WHERE key IN ('uid', 'deletes_from')")}
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return True
+        return keys != {"uid", "deletes_from"}
+
+    def _setup(self) -> None:
+        uid = uuid.uuid4().hex[:12]  # caches are named by it, so a re-created database never reads a stale cache
+        with self._lock:
+            try:
+                self.db.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _SCHEMA
+                    + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                    "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
+                    f"INSERT OR IGNORE INTO meta VALUES ('uid', '{uid}');"
+                    # deletions before this generation were not logged: older caches are rebuilt, not patched
+                    "INSERT OR IGNORE INTO meta SELECT 'deletes_from', value FROM meta WHERE key = 'generation';"
+                    "COMMIT;"
+                )
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    # -- transactions, the write lock and metadata -----------------------------------------------------
+
+    def hold_write_lock(self) -> None:
+        """Take the workspace write lock now rather than at the first write (an ingest can call this before
+        it embeds anything, so that a second ingest fails at once, not after its embedding). Held until
+        ``close``; raises WorkspaceError naming the holder after ``lock_timeout`` seconds."""
+        with self._lock:
+            if self._release_write_lock is None or self._lock_pid != os.getpid():  # a forked child takes its own
+                key = _WRITE_LOCKS.acquire(self.lock_path, self.lock_timeout, self.path)
+                self._release_write_lock = weakref.finalize(self, _WRITE_LOCKS.release, key)
+                self._lock_pid = os.getpid()
 
     @contextmanager
-    def _transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+    def _transaction(self, bump: bool = True) -> Iterator[None]:
+        """One write transaction under the write lock; with ``bump``, a new generation (the caches move)."""
+        with self._lock:
+            self.hold_write_lock()
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if bump:
+                    self._write_gen = self.generation + 1
+                yield
+                if bump:
+                    gen = self._write_gen
+                    self.db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
+                    if gen % _PRUNE_EVERY == 0:
+                        self._prune_delete_log(gen)
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # not when COMMIT itself failed and ended it
+                    self.db.execute("ROLLBACK")
+                raise
+            finally:
+                self._write_gen = None
+
+    def _prune_delete_log(self, gen: int) -> None:
+        oldest = gen - _DELETE_LOG_GENERATIONS
+        if oldest > int(self._meta("deletes_from") or 0):
+            self.db.execute("DELETE FROM chunk_deletes WHERE gen <= ?", (oldest,))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'deletes_from'", (str(oldest),))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same committed state (nested calls share it)."""
+        with self._lock:
+            if self.db.in_transaction:
+                yield
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.db.execute("COMMIT")  # ends the snapshot; nothing was written
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -124,14 +254,15 @@ class SQLiteIndex:
         return int(self._meta("generation") or 0)
 
     def bind_embedder(self, name: str, dim: int) -> None:
-        bound = self._meta("embedder")
-        if bound is None:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?), ('dim', ?)", (name, str(dim)))
-        elif bound != name or int(self._meta("dim") or 0) != dim:
-            raise WorkspaceError(
-                f"this index was built with embedder {bound!r}; it cannot mix in vectors from {name!r}. "
-                "Set embed.model back, or ingest into a new workspace."
-            )
+        with self._transaction(bump=False):  # check and write at once: two first ingests cannot both bind
+            bound = self._meta("embedder")
+            if bound is None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?), ('dim', ?)", (name, str(dim)))
+            elif bound != name or int(self._meta("dim") or 0) != dim:
+                raise WorkspaceError(
+                    f"this index was built with embedder {bound!r}; it cannot mix in vectors from {name!r}. "
+                    "Set embed.model back, or ingest into a new workspace."
+                )
 
     # -- sources -------------------------------------------------------------------------------------
 
@@ -161,11 +292,13 @@ class SQLiteIndex:
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
-        row = self.db.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
-        return self._source_row(row) if row else None
+        with self._snapshot():
+            row = self.db.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+            return self._source_row(row) if row else None
 
     def sources(self) -> list[SourceRecord]:
-        return [self._source_row(r) for r in self.db.execute("SELECT * FROM sources ORDER BY path").fetchall()]
+        with self._snapshot():
+            return [self._source_row(r) for r in self.db.execute("SELECT * FROM sources ORDER BY path").fetchall()]
 
     def write_source(self, source: SourceRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
@@ -219,16 +352,20 @@ class SQLiteIndex:
         row = self.db.execute("SELECT id FROM sources WHERE path = ?", (path,)).fetchone()
         if row is None:
             return 0
+        # logged with the generation this transaction commits, so the caches can mask them (see the module doc)
+        self.db.execute(
+            "INSERT INTO chunk_deletes SELECT ?, id FROM chunks WHERE source_id = ?", (self._write_gen, *row)
+        )
         self.db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE source_id = ?)", row)
         n = self.db.execute("DELETE FROM chunks WHERE source_id = ?", row).rowcount
         self.db.execute("DELETE FROM sources WHERE id = ?", row)
         return n
 
     def update_stat(self, path: str, size: int, mtime: float, synced_at: float) -> None:
-        # no generation bump: nothing a search returns has changed
-        self.db.execute(
-            "UPDATE sources SET size = ?, mtime = ?, synced_at = ? WHERE path = ?", (size, mtime, synced_at, path)
-        )
+        with self._transaction(bump=False):  # no generation bump: nothing a search returns has changed
+            self.db.execute(
+                "UPDATE sources SET size = ?, mtime = ?, synced_at = ? WHERE path = ?", (size, mtime, synced_at, path)
+            )
 
     def remove_source(self, path: str) -> int:
         with self._transaction():
@@ -237,11 +374,13 @@ class SQLiteIndex:
     def cached_vectors(self, text_hashes: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(text_hashes))
-        for i in range(0, len(unique), 500):
-            part = unique[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for h, blob in self.db.execute(f"SELECT text_hash, vector FROM chunks WHERE text_hash IN ({marks})", part):
-                out[h] = np.frombuffer(blob, dtype=np.float32)
+        with self._snapshot():
+            for i in range(0, len(unique), 500):
+                part = unique[i : i + 500]
+                marks = ",".join("?" * len(part))
+                sql = f"SELECT text_hash, vector FROM chunks WHERE text_hash IN ({marks})"
+                for h, blob in self.db.execute(sql, part):
+                    out[h] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     # -- search --------------------------------------------------------------------------------------
@@ -285,92 +424,195 @@ class SQLiteIndex:
                 " WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?) f JOIN chunks c ON c.id = f.rowid"
                 " ORDER BY f.score DESC"
             )
-            params = [k]
-            return [(cid, float(s)) for cid, s in self.db.execute(sql, [match, k])]
-        return [(cid, float(s)) for cid, s in self.db.execute(sql, [match, *params, k])]
+        with self._snapshot():
+            return [(cid, float(s)) for cid, s in self.db.execute(sql, [match, *params, k])]
+
+    def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        with self._snapshot():  # the matrix, the allowed set and the chunk ids all come from one committed state
+            dense = self._refresh_dense()
+            if filters:
+                pairs = self._search_subset(dense, self._allowed_ids(filters), query, k)
+            elif dense.live == 0:
+                return []
+            elif dense.live > self.ann_threshold:
+                pairs = self._ann_search(dense, query, k)
+            else:
+                pairs = dense.search(query, k)
+            return self._chunk_ids(pairs)
+
+    def _allowed_ids(self, filters: Filters) -> np.ndarray:
+        """The rowids of the chunks a filtered search may return, sorted."""
+        where, params = self._filter_sql(filters)
+        sql = f"SELECT c.id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE 1{where} ORDER BY c.id"
+        return np.fromiter((r[0] for r in self.db.execute(sql, params)), dtype=np.int64)
+
+    def _search_subset(
+        self, dense: _DenseCache, allowed: np.ndarray, query: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        """Exact scores of the allowed rows. Each is looked up in the matrix and checked (a position
+        ``searchsorted`` gives is only a guess); a row the matrix lacks is read from the database."""
+        found, positions = dense.positions(allowed)
+        ids = allowed[found]
+        scores = dense.rows(positions[found]) @ query
+        missing = allowed[~found]
+        if len(missing):
+            extra_ids, extra = self._vectors_of(missing)
+            ids, scores = np.concatenate([ids, extra_ids]), np.concatenate([scores, extra @ query])
+        return [(int(ids[i]), float(scores[i])) for i in _top_k(scores, k)]
+
+    def _vectors_of(self, rowids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dim = int(self._meta("dim") or 0)
+        ids, blobs = [], []
+        for i in range(0, len(rowids), 500):
+            part = [int(r) for r in rowids[i : i + 500]]
+            marks = ",".join("?" * len(part))
+            for rid, blob in self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part):
+                ids.append(rid)
+                blobs.append(blob)
+        return np.array(ids, dtype=np.int64), np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
 
     def dense_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rowids, unit vectors) for every chunk, from memory, the disk cache, or the database."""
-        gen = self.generation
-        if self._dense is not None and self._dense[0] == gen:
-            return self._dense[1], self._dense[2]
-        ids_file = self.cache_dir / f"dense-{self.uid}-{gen}.ids.npy"
-        mat_file = self.cache_dir / f"dense-{self.uid}-{gen}.vec.npy"
-        try:
-            ids, mat = np.load(ids_file), np.load(mat_file, mmap_mode="r")
-        except (OSError, ValueError):
-            ids, mat = self._read_matrix()
-            self._write_cache(gen, {ids_file: ids, mat_file: mat}, prefix="dense-")
-        self._dense = (gen, ids, mat)
-        return ids, mat
+        """(rowids, unit vectors) for every chunk, sorted by rowid, from the caches or the database."""
+        with self._snapshot():
+            return self._refresh_dense().live_rows()
 
-    def _read_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+    # -- the dense cache -----------------------------------------------------------------------------
+
+    def _refresh_dense(self) -> _DenseCache:
+        """The dense cache at the current generation: the one in memory or the newest on disk, caught up by
+        the rows added and deleted since; failing both, read whole. Call inside ``_snapshot``."""
+        gen = self.generation
+        dense = self._dense
+        if dense is not None and dense.gen == gen:
+            return dense
         dim = int(self._meta("dim") or 0)
-        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        logged_from = int(self._meta("deletes_from") or 0)
+        if dense is None or not logged_from <= dense.gen <= gen or dense.dim != dim:
+            dense = self._load_dense(gen, logged_from, dim)
+        if dense is None:
+            dense = _DenseCache(gen, *self._read_rows(0, dim))
+            self._save_dense(dense)
+        else:
+            dense.append(*self._read_rows(dense.high, dim))
+            dense.mask(self._deleted_since(dense.gen))
+            dense.gen = gen
+            if dense.unsaved > dense.live // 5:  # the disk copy is far enough behind to be worth rewriting
+                self._save_dense(dense)
+        self._dense = dense
+        return dense
+
+    def _read_rows(self, after: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk with a rowid above ``after`` (0: all of them): rowids and vectors, in rowid order."""
+        rows = self.db.execute("SELECT id, vector FROM chunks WHERE id > ? ORDER BY id", (after,)).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, mat
 
-    def _write_cache(self, gen: int, files: dict[Path, np.ndarray], prefix: str) -> None:
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            for old in self.cache_dir.glob(f"{prefix}*"):
-                old.unlink(missing_ok=True)
-            for path, array in files.items():
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, array)
-                os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written is only slower
+    def _deleted_since(self, gen: int) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM chunk_deletes WHERE gen > ?", (gen,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[str, float]]:
-        ids, mat = self.dense_matrix()
-        if len(ids) == 0:
-            return []
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if filters:
-            where, params = self._filter_sql(filters)
-            allowed = np.fromiter(
-                (
-                    r[0]
-                    for r in self.db.execute(
-                        f"SELECT c.id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE 1{where}", params
-                    )
-                ),
-                dtype=np.int64,
-            )
-            positions = np.searchsorted(ids, allowed)  # ids are sorted; the filtered subset is scored exactly
-            scores = mat[positions] @ query
-            top = _top_k(scores, k)
-            pairs = [(int(allowed[i]), float(scores[i])) for i in top]
-        elif len(ids) > self.ann_threshold:
-            pairs = self._ann_search(query, k)
-        else:
-            scores = mat @ query
-            pairs = [(int(ids[i]), float(scores[i])) for i in _top_k(scores, k)]
-        return self._chunk_ids(pairs)
+    def _dense_files(self, gen: int) -> tuple[Path, Path]:
+        stem = f"dense-{self.uid}-{gen}"
+        return self.cache_dir / f"{stem}.ids.npy", self.cache_dir / f"{stem}.vec.npy"
 
-    def _ann_search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def _load_dense(self, gen: int, logged_from: int, dim: int) -> _DenseCache | None:
+        """The newest dense cache on disk that the deletion log can bring up to ``gen``, or None."""
+        for disk_gen, _, path in _cache_files(self.cache_dir, "dense", self.uid):
+            if not path.name.endswith(".ids.npy") or not logged_from <= disk_gen <= gen:
+                continue
+            ids_file, mat_file = self._dense_files(disk_gen)
+            try:
+                ids, mat = np.load(ids_file), np.load(mat_file, mmap_mode="r")
+            except (OSError, ValueError, EOFError):
+                continue  # gone, or not a whole .npy file: try an older one, else rebuild
+            if (
+                ids.dtype == np.int64
+                and ids.ndim == 1
+                and mat.dtype == np.float32
+                and mat.shape == (len(ids), dim)
+                and bool(np.all(ids[1:] > ids[:-1]))
+            ):
+                return _DenseCache(disk_gen, ids, mat)
+        return None
+
+    def _save_dense(self, dense: _DenseCache) -> None:
+        dense.compact()  # the file holds one matrix of the live rows
+        ids, mat = dense.live_rows()
+        ids_file, mat_file = self._dense_files(dense.gen)
+        writers = {mat_file: lambda tmp: _save_npy(tmp, mat), ids_file: lambda tmp: _save_npy(tmp, ids)}
+        if _replace_files(writers):
+            dense.unsaved = 0
+            _drop_older(self.cache_dir, "dense", self.uid, dense.gen)
+
+    # -- the HNSW graph ------------------------------------------------------------------------------
+
+    def _ann_search(self, dense: _DenseCache, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        ann = self._refresh_ann(dense)
+        matches = ann.index.search(query, k)
+        return [(int(key), 1.0 - float(dist)) for key, dist in zip(matches.keys, matches.distances, strict=True)]
+
+    def _refresh_ann(self, dense: _DenseCache) -> _AnnCache:
+        """The HNSW graph at ``dense``'s generation: kept in memory or loaded from disk, and caught up by
+        adding the rows above its largest key and removing the logged deletions; built only when neither
+        exists, the log no longer reaches back to it, or it has had more keys removed than it holds."""
+        ann = self._ann
+        if ann is not None and ann.gen == dense.gen:
+            return ann
+        logged_from = int(self._meta("deletes_from") or 0)
+        if ann is None or not logged_from <= ann.gen <= dense.gen:
+            ann = self._load_ann(dense, logged_from)
+        if ann is not None:
+            removed = ann.index.remove(self._deleted_since(ann.gen)) if ann.gen < dense.gen else 0
+            ids, mat = dense.live_rows(after=ann.high)
+            if len(ids):
+                ann.index.add(ids, np.ascontiguousarray(mat), threads=os.cpu_count() or 1)
+            ann.gen, ann.high = dense.gen, max(ann.high, dense.high)
+            ann.removed += int(removed)
+            ann.unsaved += int(removed) + len(ids)
+            if ann.removed > len(ann.index):
+                ann = None  # a graph that has lost more nodes than it holds is rebuilt
+            elif ann.unsaved > len(ann.index) // 5:
+                self._save_ann(ann)
+        if ann is None:
+            ann = self._build_ann(dense)
+            self._save_ann(ann)
+        self._ann = ann
+        return ann
+
+    def _new_ann(self, dim: int):
         from usearch.index import Index as USearchIndex
 
-        gen = self.generation
-        if self._ann is None or self._ann[0] != gen:
-            path = self.cache_dir / f"ann-{self.uid}-{gen}.usearch"
-            ann = USearchIndex(ndim=int(self._meta("dim")), metric="ip", dtype="f32", connectivity=16)
-            if path.exists():
-                ann.load(str(path))
-            else:
-                ids, mat = self.dense_matrix()
-                ann.add(ids, np.ascontiguousarray(mat), threads=os.cpu_count() or 1)
-                try:
-                    for old in self.cache_dir.glob("ann-*"):
-                        old.unlink(missing_ok=True)
-                    ann.save(str(path))
-                except OSError:
-                    pass
-            self._ann = (gen, ann)
-        matches = self._ann[1].search(query, k)
-        return [(int(key), 1.0 - float(dist)) for key, dist in zip(matches.keys, matches.distances, strict=True)]
+        return USearchIndex(ndim=dim, metric="ip", dtype="f32", connectivity=16)
+
+    def _build_ann(self, dense: _DenseCache) -> _AnnCache:
+        index = self._new_ann(dense.dim)
+        ids, mat = dense.live_rows()
+        if len(ids):
+            index.add(ids, np.ascontiguousarray(mat), threads=os.cpu_count() or 1)
+        return _AnnCache(dense.gen, dense.high, index)
+
+    def _ann_file(self, gen: int, high: int) -> Path:
+        return self.cache_dir / f"ann-{self.uid}-{gen}-{high}.usearch"
+
+    def _load_ann(self, dense: _DenseCache, logged_from: int) -> _AnnCache | None:
+        for disk_gen, high, path in _cache_files(self.cache_dir, "ann", self.uid):
+            if not logged_from <= disk_gen <= dense.gen:
+                continue
+            index = self._new_ann(dense.dim)
+            try:
+                index.load(str(path))
+            except Exception:  # noqa: BLE001 - gone, truncated or not a usearch file: try older, else rebuild
+                continue
+            if index.ndim == dense.dim:
+                return _AnnCache(disk_gen, high, index)
+        return None
+
+    def _save_ann(self, ann: _AnnCache) -> None:
+        if _replace_files({self._ann_file(ann.gen, ann.high): lambda tmp: ann.index.save(str(tmp))}):
+            ann.unsaved = 0
+            _drop_older(self.cache_dir, "ann", self.uid, ann.gen)
 
     def _chunk_ids(self, pairs: list[tuple[int, float]]) -> list[tuple[str, float]]:
         if not pairs:
@@ -384,49 +626,365 @@ class SQLiteIndex:
             return []
         found: dict[str, Chunk] = {}
         tags_by_source: dict[int, tuple[str, ...]] = {}
-        for i in range(0, len(chunk_ids), 500):
-            part = chunk_ids[i : i + 500]
-            marks = ",".join("?" * len(part))
-            sql = (
-                'SELECT c.chunk_id, c.text, s.path, c.ordinal, c.start, c."end", s.file_type, c.page, c.section,'
-                f" c.record_id, s.id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE c.chunk_id IN ({marks})"
-            )
-            for cid, text, path, ordinal, start, end, ftype, page, section, rid, sid in self.db.execute(sql, part):
-                if sid not in tags_by_source:  # once per source, not once per chunk
-                    tags_by_source[sid] = self._tags(sid)
-                tags = tags_by_source[sid]
-                found[cid] = Chunk(
-                    text, path, ordinal, start, end, ftype, page, tuple(json.loads(section)), rid, tags, cid
+        with self._snapshot():  # a chunk and its source's tags from the same state
+            for i in range(0, len(chunk_ids), 500):
+                part = chunk_ids[i : i + 500]
+                marks = ",".join("?" * len(part))
+                sql = (
+                    'SELECT c.chunk_id, c.text, s.path, c.ordinal, c.start, c."end", s.file_type, c.page, c.section,'
+                    f" c.record_id, s.id FROM chunks c JOIN sources s ON s.id = c.source_id"
+                    f" WHERE c.chunk_id IN ({marks})"
                 )
+                for cid, text, path, ordinal, start, end, ftype, page, section, rid, sid in self.db.execute(sql, part):
+                    if sid not in tags_by_source:  # once per source, not once per chunk
+                        tags_by_source[sid] = self._tags(sid)
+                    tags = tags_by_source[sid]
+                    found[cid] = Chunk(
+                        text, path, ordinal, start, end, ftype, page, tuple(json.loads(section)), rid, tags, cid
+                    )
         return [found[c] for c in chunk_ids if c in found]
 
     def source_chunks(self, path: str) -> list[Chunk]:
         sql = "SELECT chunk_id FROM chunks WHERE source_id = (SELECT id FROM sources WHERE path = ?) ORDER BY ordinal"
-        return self.get_chunks([cid for (cid,) in self.db.execute(sql, (path,))])
+        with self._snapshot():
+            return self.get_chunks([cid for (cid,) in self.db.execute(sql, (path,))])
 
     def stats(self) -> IndexStats:
-        docs = self.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
-        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        tags = dict(self.db.execute("SELECT tag, COUNT(*) FROM source_tags GROUP BY tag ORDER BY tag"))
-        types = dict(self.db.execute("SELECT file_type, COUNT(*) FROM sources GROUP BY file_type ORDER BY file_type"))
-        groups = dict(self.db.execute("SELECT grp, COUNT(*) FROM source_groups GROUP BY grp ORDER BY grp"))
+        with self._snapshot():
+            docs = self.db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
+            chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            tags = dict(self.db.execute("SELECT tag, COUNT(*) FROM source_tags GROUP BY tag ORDER BY tag"))
+            types = dict(
+                self.db.execute("SELECT file_type, COUNT(*) FROM sources GROUP BY file_type ORDER BY file_type")
+            )
+            groups = dict(self.db.execute("SELECT grp, COUNT(*) FROM source_groups GROUP BY grp ORDER BY grp"))
+            dim = self._meta("dim")
+            embedder = self._meta("embedder")
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
-        dim = self._meta("dim")
-        return IndexStats(docs, chunks, tags, types, size, self._meta("embedder"), int(dim) if dim else None, groups)
+        return IndexStats(docs, chunks, tags, types, size, embedder, int(dim) if dim else None, groups)
 
     def record_sync(self, record: SyncRecord) -> None:
         # no generation bump: the history does not change what a search returns
-        self.db.execute(
-            "INSERT INTO syncs (at, added, updated, removed, unchanged, failed, sources) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.at, record.added, record.updated, record.removed, record.unchanged, record.failed, record.sources),
-        )
+        with self._transaction(bump=False):
+            self.db.execute(
+                "INSERT INTO syncs (at, added, updated, removed, unchanged, failed, sources)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.at,
+                    record.added,
+                    record.updated,
+                    record.removed,
+                    record.unchanged,
+                    record.failed,
+                    record.sources,
+                ),
+            )
 
     def sync_history(self) -> list[SyncRecord]:
         sql = "SELECT at, added, updated, removed, unchanged, failed, sources FROM syncs ORDER BY at, id"
-        return [SyncRecord(*row) for row in self.db.execute(sql)]
+        with self._snapshot():
+            return [SyncRecord(*row) for row in self.db.execute(sql)]
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
+            if self._release_write_lock is not None:
+                self._release_write_lock()  # after the connection: its last commit is on disk first
+                self._release_write_lock = None
+
+
+class _DenseCache:
+    """Every live chunk's vector at generation ``gen``, as float32 rows sorted by rowid.
+
+    Later generations are applied as deltas. Newer rows (rowids only grow) go to a small tail after the
+    base matrix, so the base, possibly a read-only memory map of the file on disk, is not copied for them;
+    the tail is merged into the base once it is a quarter of it. Deleted rows are masked, and dropped when
+    they are a quarter of all rows. Catching up thus costs the changed rows, not a copy of the matrix."""
+
+    def __init__(self, gen: int, ids: np.ndarray, mat: np.ndarray) -> None:
+        self.gen = gen
+        self._base_ids, self._base_mat = ids, mat
+        self._tail_ids = np.empty(0, dtype=np.int64)
+        self._tail_mat = np.empty((0, mat.shape[1]), dtype=np.float32)
+        self.nt = 0  # rows in use in the tail buffers
+        self.ids = ids  # every rowid, base then tail
+        self._dead: np.ndarray | None = None  # per row: deleted since it was read; None: all live
+        self.n_dead = 0
+        self.unsaved = 0  # rows added or masked since the copy on disk
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return self._base_mat.shape[1]
+
+    @property
+    def live(self) -> int:
+        return self.n - self.n_dead
+
+    @property
+    def high(self) -> int:
+        """The largest rowid read: every row added later has a larger one."""
+        return int(self.ids[-1]) if self.n else 0
+
+    def append(self, ids: np.ndarray, mat: np.ndarray) -> None:
+        k = len(ids)
+        if not k:
+            return
+        if self.nt + k > len(self._tail_ids):
+            capacity = 2 * (self.nt + k) + 64
+            self._tail_ids = _grown(self._tail_ids[: self.nt], capacity)
+            self._tail_mat = _grown(self._tail_mat[: self.nt], capacity)
+        self._tail_ids[self.nt : self.nt + k] = ids
+        self._tail_mat[self.nt : self.nt + k] = mat
+        self.nt += k
+        if self._dead is not None:
+            self._dead = np.concatenate([self._dead, np.zeros(k, dtype=bool)])
+        self.unsaved += k
+        self.ids = np.concatenate([self._base_ids, self._tail_ids[: self.nt]])
+        if self.nt > len(self._base_ids) // 4:
+            self.compact()
+
+    def mask(self, deleted: np.ndarray) -> None:
+        found, positions = self.positions(deleted)
+        positions = np.unique(positions[found])  # rows deleted after this cache was read (others: never in it)
+        if not len(positions):
+            return
+        if self._dead is None:
+            self._dead = np.zeros(self.n, dtype=bool)
+        self._dead[positions] = True
+        self.n_dead += len(positions)
+        self.unsaved += len(positions)
+        if self.n_dead > self.n // 4:
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop the masked rows and merge the tail into the base: one matrix of live rows."""
+        if self._dead is not None:
+            self._merge(np.flatnonzero(~self._dead))
+        elif self.nt:
+            self._merge(np.arange(self.n))
+
+    def _merge(self, keep: np.ndarray) -> None:
+        self._base_ids, self._base_mat = self.ids[keep], self.rows(keep)
+        self._tail_ids, self._tail_mat = self._tail_ids[:0], self._tail_mat[:0]
+        self.nt, self.ids, self._dead, self.n_dead = 0, self._base_ids, None, 0
+
+    def positions(self, rowids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each rowid's row, and whether it really is there and live (``searchsorted`` alone only guesses)."""
+        if self.n == 0:
+            return np.zeros(len(rowids), dtype=bool), np.zeros(len(rowids), dtype=np.int64)
+        positions = np.minimum(np.searchsorted(self.ids, rowids), self.n - 1)
+        found = self.ids[positions] == rowids
+        if self._dead is not None:
+            found &= ~self._dead[positions]
+        return found, positions
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The vectors at these row positions (a copy)."""
+        nb = len(self._base_ids)
+        if not self.nt:
+            return self._base_mat[positions]
+        out = np.empty((len(positions), self.dim), dtype=np.float32)
+        in_base = positions < nb
+        out[in_base] = self._base_mat[positions[in_base]]
+        out[~in_base] = self._tail_mat[positions[~in_base] - nb]
+        return out
+
+    def live_rows(self, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(rowids, vectors) of the live rows, those with a rowid above ``after`` only if given."""
+        start = int(np.searchsorted(self.ids, after, side="right")) if after else 0
+        if self._dead is None and not self.nt:
+            return self.ids[start:], self._base_mat[start:]  # views, no copy
+        positions = np.arange(start, self.n)
+        if self._dead is not None:
+            positions = positions[~self._dead[start:]]
+        return self.ids[positions], self.rows(positions)
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        scores = self._base_mat @ query
+        if self.nt:
+            scores = np.concatenate([scores, self._tail_mat[: self.nt] @ query])
+        if self.n_dead:
+            scores[self._dead] = -np.inf
+        return [(int(self.ids[i]), float(scores[i])) for i in _top_k(scores, min(k, self.live))]
+
+
+@dataclass
+class _AnnCache:
+    """The HNSW graph at generation ``gen`` (usearch), keyed by chunk rowid."""
+
+    gen: int
+    high: int  # the largest rowid it has seen: rows added later have larger ones
+    index: Any
+    removed: int = 0  # keys removed since it was built
+    unsaved: int = 0  # keys added or removed since the copy on disk
+
+
+def _grown(array: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+# -- cache files ---------------------------------------------------------------------------------------
+
+_CACHE_FILE = re.compile(r"(dense|ann)-([0-9a-f]+)-(\d+)(?:-(\d+))?\.(?:ids\.npy|vec\.npy|usearch)")
+
+
+def _cache_files(cache_dir: Path, kind: str, uid: str | None = None) -> list[tuple[int, int, Path]]:
+    """(generation, high, path) of ``kind``'s cache files, newest first; of one database only with ``uid``.
+    ``high`` is 0 where the name holds none."""
+    out = []
+    try:
+        names = list(cache_dir.iterdir())
+    except OSError:
+        return []
+    for path in names:
+        match = _CACHE_FILE.fullmatch(path.name)
+        if match and match[1] == kind and (uid is None or match[2] == uid):
+            out.append((int(match[3]), int(match[4] or 0), path))
+    return sorted(out, key=lambda t: t[0], reverse=True)
+
+
+def _replace_files(writers: dict[Path, Callable[[Path], object]]) -> bool:
+    """Write each file under a temporary name in its folder, then rename it into place: a reader sees the
+    whole old file or the whole new one, never part of one. False if it could not be written."""
+    try:
+        for final, write in writers.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                write(tmp)
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (OSError, RuntimeError):  # usearch reports a failed write as RuntimeError
+        return False  # a cache that cannot be written is only slower
+    return True
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(path) would add '.npy' to the temporary name
+        np.save(f, array)
+
+
+def _drop_older(cache_dir: Path, kind: str, uid: str | None, gen: int) -> None:
+    """Delete ``kind``'s files older than ``gen`` or of another database, and temporary files left over by a
+    process that died while writing (older than an hour). Newer files, another process's, are kept."""
+    for file_gen, _, path in _cache_files(cache_dir, kind):
+        if file_gen < gen or not path.name.startswith(f"{kind}-{uid}-"):
+            path.unlink(missing_ok=True)
+    for tmp in cache_dir.glob(f".{kind}-*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > 3600:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+# -- the workspace write lock ----------------------------------------------------------------------------
+
+
+class _WriteLocks:
+    """Exclusive ``flock``s on ``<database>.lock`` files, one per file per process: every SQLiteIndex of
+    this process on one database shares it (SQLite orders their transactions), and another process waits
+    for it. The holder writes its pid and command line into the file, so a waiter can name it."""
+
+    def __init__(self) -> None:
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        # a forked child shares its parent's open lock but is not the writer: it takes its own when it writes
+        self._mutex = threading.Lock()
+        self._gates: dict[str, threading.Lock] = {}
+        self._held: dict[str, list[int]] = {}  # lock file → [descriptor, holders in this process]
+
+    def acquire(self, lock_path: Path, timeout: float, index_path: Path) -> str:
+        key = os.path.realpath(lock_path)
+        with self._mutex:
+            gate = self._gates.setdefault(key, threading.Lock())
+        with gate:  # one thread of this process waits for the file; the others then share what it got
+            with self._mutex:
+                if key in self._held:
+                    self._held[key][1] += 1
+                    return key
+            fd = self._lock_file(key, timeout, index_path) if fcntl is not None else -1
+            with self._mutex:
+                self._held[key] = [fd, 1]
+        return key
+
+    def _lock_file(self, key: str, timeout: float, index_path: Path) -> int:
+        try:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+        except OSError as exc:
+            raise WorkspaceError(f"cannot open the index's lock file {key}: {exc.strerror or exc}") from None
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                if time.monotonic() >= deadline:
+                    raise WorkspaceError(
+                        f"another expertkit process ({_lock_holder(fd)}) is writing to the index {index_path};"
+                        f" wait for it to finish or stop it (waited {timeout:g} s, index.lock_timeout_s)"
+                    )
+                time.sleep(min(0.05, max(deadline - time.monotonic(), 0.001)))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n{_command_line()}\n".encode(), 0)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def release(self, key: str) -> None:
+        with self._mutex:
+            held = self._held.get(key)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del self._held[key]
+        fd = held[0]
+        if fd >= 0:
+            try:
+                os.ftruncate(fd, 0)  # no stale holder named once it is free
+                fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child's copy of the descriptor must not keep it
+            finally:
+                os.close(fd)
+
+
+_WRITE_LOCKS = _WriteLocks()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WRITE_LOCKS._after_fork)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid, _, command = os.pread(fd, 4096, 0).decode("utf-8", "replace").partition("\n")
+    except OSError:
+        return "pid unknown"
+    pid, command = pid.strip(), command.strip()
+    if not pid.isdigit():
+        return "pid unknown"
+    return f"pid {pid}: {command}" if command else f"pid {pid}"
+
+
+def _command_line() -> str:
+    argv = list(sys.argv) or ["python"]
+    if argv[0] == "-c":
+        argv[0] = "python -c"
+    elif argv[0].endswith("__main__.py"):  # python -m package
+        argv[0] = "python -m " + Path(argv[0]).parent.name
+    else:
+        argv[0] = Path(argv[0]).name or "python"
+    return " ".join(argv).replace("\n", " ")[:200]
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -225,6 +225,9 @@ class Ingestor:
             else:
                 todo.append((path, access))
         if todo:
+            hold = getattr(self.index, "hold_write_lock", None)
+            if hold:  # a second ingest into the same SQLite index stops now, not after embedding
+                hold()
             t0 = time.perf_counter()
             self.chunker  # noqa: B018 - load the embedder now, so progress and rates describe the work
             report.load_seconds = time.perf_counter() - t0
