@@ -101,7 +101,7 @@ def _ingestor(ws: Workspace, index, embedder=None):
     from expertkit.ingest.sync import AccessPolicy, Ingestor
 
     s = ws.settings.ingest
-    access = AccessPolicy(ws.settings.access, ws.root)
+    access = AccessPolicy(ws.settings.access)
     return Ingestor(index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access)
 
 
@@ -179,7 +179,10 @@ def ingest(
     group: Annotated[
         list[str] | None,
         typer.Option(
-            "--group", "-g", help="access group (repeatable); default: access.rules in expertkit.toml, else everyone"
+            "--group",
+            "-g",
+            help="access group (repeatable), kept by later syncs; default: access.rules in expertkit.toml, "
+            "else access.default_groups",
         ),
     ] = None,
     prune: Annotated[bool, typer.Option(help="drop indexed files under PATHS that no longer exist")] = False,
@@ -799,7 +802,7 @@ def index_copy(
     """Copy this workspace's SQLite index, vectors included, into PostgreSQL: nothing is re-embedded, and an
     interrupted copy resumes where it stopped."""
     from expertkit.index.copy import copy_index
-    from expertkit.index.pgvector import PostgresIndex
+    from expertkit.index.pgvector import PostgresIndex, redact_dsn
     from expertkit.index.sqlite import SQLiteIndex
 
     ws = _open(workspace, set_)
@@ -830,7 +833,7 @@ def index_copy(
     )
     if s.backend != "postgres":
         console.print(
-            f'[dim]switch: set index.backend = "postgres" and index.dsn = "{to}" in expertkit.toml[/dim]'
+            f'[dim]switch: set index.backend = "postgres" and index.dsn = "{redact_dsn(to)}" in expertkit.toml[/dim]'
             if to
             else '[dim]switch: set index.backend = "postgres" in expertkit.toml[/dim]'
         )
@@ -1485,6 +1488,13 @@ def main() -> None:  # noqa: D103
         code = app(standalone_mode=False)
     except ExpertkitError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(2)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        # the server went away, or refused a statement (no privilege to create the schema or extension)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        err.print(f"[red]error:[/red] PostgreSQL: {escape(first)}; check the server and index.dsn's privileges")
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

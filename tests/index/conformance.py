@@ -51,6 +51,8 @@ class IndexConformance:
         assert index.sources() == []
         assert index.search_bm25("anything", 5) == []
         assert index.search_dense(unit(1), 5) == []
+        assert index.search_dense(unit(1), 5, Filters(groups=("a",))) == []
+        assert index.search_bm25("anything", 5, Filters(tags=("t",))) == []
         assert index.stats().chunks == 0
 
     def test_write_and_read_back(self, index):

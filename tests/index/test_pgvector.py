@@ -34,6 +34,38 @@ def test_schemas_keep_two_indexes_apart(pg_dsn):
     b.drop()
 
 
+def test_the_local_server_wants_a_password(pg_dsn):
+    """`db start`'s server is no open door for other local users: logins need the password in its 0600 file."""
+    import os
+
+    import psycopg
+
+    from expertkit.index.pgserver import ROLE
+
+    bare, _, passfile = pg_dsn.partition("?passfile=")
+    assert passfile and os.stat(passfile).st_mode & 0o077 == 0
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(bare, connect_timeout=5)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == ROLE
+
+
+def test_bm25_survives_counts_older_than_a_frequency(pg_dsn):
+    """The chunk count is cached; another process's write can make a term's frequency exceed it."""
+    idx = fresh(pg_dsn, "stale_counts")
+    idx.bind_embedder("m", DIM)
+    assert idx.search_bm25("valve", 5) == []  # caches the count: 0 chunks
+    from expertkit.index.pgvector import PostgresIndex
+
+    other = PostgresIndex(pg_dsn, schema="stale_counts")
+    other.write_source(*make_source("/a.md", ["valve opens at 12 bar", "valve seat"]))
+    hits = idx.search_bm25("valve", 5)
+    assert len(hits) == 2 and all(score > 0 for _, score in hits)
+    other.close()
+    idx.drop()
+    idx.close()
+
+
 def test_hnsw_filtered_search_fills_k_and_agrees_with_exact(pg_dsn):
     """Above a few thousand rows the planner uses the HNSW index; a selective filter must still fill k."""
     idx = fresh(pg_dsn, "hnsw_fill", ef_search=40)
@@ -54,10 +86,19 @@ def test_hnsw_filtered_search_fills_k_and_agrees_with_exact(pg_dsn):
         )
     )
     assert "chunks_embedding" in plan  # the ANN index serves the query
+    from expertkit.index.pgvector import _array
+
+    rows = idx.conn.execute("SELECT chunk_id, embedding FROM hnsw_fill.chunks WHERE 'rare' = ANY(groups)").fetchall()
+    ids, matrix = [r[0] for r in rows], np.stack([_array(r[1]) for r in rows])
+    overlap = []
     for q in range(5):
-        got = idx.search_dense(unit(500 + q), 20, Filters(groups=("rare",)))
+        query = unit(500 + q)
+        got = idx.search_dense(query, 20, Filters(groups=("rare",)))
         assert len(got) == 20  # 100 allowed of 6,000: k is filled
         sources = {c.source for c in idx.get_chunks([cid for cid, _ in got])}
         assert sources == {"/d/7.md"}
+        exact = {ids[i] for i in np.argsort(-(matrix @ query))[:20]}  # brute force over the allowed rows
+        overlap.append(len(exact & {cid for cid, _ in got}) / 20)
+    assert len(rows) == 100 and np.mean(overlap) >= 0.9
     idx.drop()
     idx.close()

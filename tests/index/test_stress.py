@@ -52,7 +52,7 @@ def _writer(db: str, barrier, results) -> None:
 
 
 def _reader(db: str, number: int, barrier, results) -> None:
-    errors, searches, used_ann = [], 0, False
+    errors, searches, used_ann, filtered_hits = [], 0, False, 0
     try:
         idx = SQLiteIndex(db, ann_threshold=50 if number < 2 else 10**9)  # two of them through the graph
         rng = np.random.default_rng(100 + number)
@@ -76,6 +76,7 @@ def _reader(db: str, number: int, barrier, results) -> None:
                 chunks = idx.get_chunks([cid for cid, _ in hits])
             used_ann |= idx._ann is not None
             searches += 1
+            filtered_hits += bool(filters) and len(chunks)
             if len(chunks) != len(hits):
                 missing = {cid for cid, _ in hits} - {c.chunk_id for c in chunks}
                 errors.append(f"results that do not exist: {sorted(missing)[:5]}")
@@ -90,6 +91,8 @@ def _reader(db: str, number: int, barrier, results) -> None:
             if len(errors) > 20:
                 break
         idx.close()
+        if filtered_hits < 20:  # the filter checks above must have had results to check
+            errors.append(f"filtered searches returned only {filtered_hits} chunks")
     except Exception:
         errors.append(traceback.format_exc())
     results.put((f"reader {number}", searches, errors, used_ann))

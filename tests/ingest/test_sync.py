@@ -232,32 +232,56 @@ def test_an_edit_in_the_same_mtime_tick_as_the_sync_is_not_missed(ingestor, inde
     assert "19 bar" in index.source_chunks(source_key(path))[0].text
 
 
+def test_access_rule_globs():
+    from expertkit.ingest.sync import glob_regex
+
+    def matches(pattern, path):
+        return bool(glob_regex(pattern).fullmatch(path))
+
+    assert matches("hr/**", "/srv/docs/hr/pay/2026.md") and matches("hr/**", "/hr/a.md")
+    assert not matches("hr/**", "/srv/docs/hrx/a.md") and not matches("hr/**", "/srv/docs/shr/a.md")
+    assert matches("hr/", "/srv/docs/hr/a.md") and matches("hr/", "/x/hr/deep/b.pdf")  # a folder and its content
+    assert matches("*.xlsx", "/any/where/salaries.xlsx") and not matches("*.xlsx", "/a/b.xlsx.md")
+    assert matches("/srv/docs/hr/**", "/srv/docs/hr/a.md") and not matches("/srv/docs/hr/**", "/x/srv/docs/hr/a.md")
+    assert matches("/README.md", "/README.md") and not matches("/README.md", "/ws/hr/README.md")
+    assert matches("board/minutes-*.pdf", "/d/board/minutes-2026.pdf")
+    assert not matches("board/minutes-*.pdf", "/d/board/2026/minutes-1.pdf")
+
+
 def test_access_groups_from_flags_rules_and_the_default(index, embedder, tmp_path):
     from expertkit.config import AccessRule, AccessSettings
     from expertkit.ingest.sync import AccessPolicy
 
-    root = tmp_path / "ws"
-    for rel in ("hr/pay/2026.md", "hr/handbook.md", "manuals/pump.md", "notes.md"):
+    root = tmp_path / "corpus"  # outside any workspace: rules match wherever the corpus lies
+    for rel in ("hr/pay/2026.md", "hr/handbook.md", "manuals/pump.md", "notes.md", "README.md"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"# {rel}\n\nText of {rel}.\n")
     rules = [
-        AccessRule(glob="hr/**", groups=["hr"]),
-        AccessRule(glob="hr/handbook.md", groups=["hr", "staff"]),  # later rules win
-        AccessRule(glob="*.md", groups=["staff"]),  # no slash: a file name at any depth...
-        AccessRule(glob="hr/**", groups=["hr"]),  # ...so hr/** is repeated to win back the HR folder
+        AccessRule(glob="*.md", groups=["staff"]),
+        AccessRule(glob="hr/", groups=["hr"]),  # later rules win
+        AccessRule(glob="hr/handbook.md", groups=["hr", "staff"]),
+        AccessRule(glob=f"{root.as_posix()}/README.md", groups=["public"]),
     ]
-    policy = AccessPolicy(AccessSettings(default_groups=["all"], rules=rules), root)
+    policy = AccessPolicy(AccessSettings(default_groups=["all"], rules=rules))
     ingestor = Ingestor(index, embedder, access=policy)
+    ingestor.sync([root / "hr"])  # the folder ingested does not change what a rule matches
     ingestor.sync([root])
 
     def groups(rel):
-        return index.get_source(source_key(root / rel)).groups
+        source = index.get_source(source_key(root / rel))
+        return source.groups, source.groups_pinned
 
-    assert groups("hr/pay/2026.md") == ("hr",) and groups("hr/handbook.md") == ("hr",)
-    assert groups("manuals/pump.md") == ("staff",) and groups("notes.md") == ("staff",)
-    only_default = Ingestor(index, embedder, access=AccessPolicy(AccessSettings(default_groups=["all"]), root))
+    assert groups("hr/pay/2026.md") == (("hr",), False) and groups("hr/handbook.md") == (("hr", "staff"), False)
+    assert groups("manuals/pump.md") == (("staff",), False) and groups("README.md") == (("public",), False)
+    only_default = Ingestor(index, embedder, access=AccessPolicy(AccessSettings(default_groups=["all"])))
     report = only_default.sync([root / "manuals"])
     assert report.count("retagged") == 1 and report.embedded == 0  # new groups, same vectors
-    assert groups("manuals/pump.md") == ("all",)
+    assert groups("manuals/pump.md") == (("all",), False)
     flagged = ingestor.sync([root / "notes.md"], groups=["board", "audit"])
-    assert flagged.count("retagged") == 1 and groups("notes.md") == ("audit", "board")
+    assert flagged.count("retagged") == 1 and groups("notes.md") == (("audit", "board"), True)
+    # a routine re-sync without --group keeps pinned groups: it never widens who may read a file
+    again = only_default.sync([root])
+    assert groups("notes.md") == (("audit", "board"), True) and groups("hr/pay/2026.md") == (("all",), False)
+    assert again.count("unchanged") >= 2
+    repinned = only_default.sync([root / "notes.md"], groups=["board"])
+    assert repinned.count("retagged") == 1 and groups("notes.md") == (("board",), True)

@@ -29,6 +29,7 @@ class SourceRecord:
     warnings: tuple[str, ...] = ()
     synced_at: float = 0.0
     groups: tuple[str, ...] = ()  # access groups: who may retrieve this source's chunks
+    groups_pinned: bool = False  # set by `ingest --group`: later syncs keep them rather than apply the rules
 
 
 @dataclass

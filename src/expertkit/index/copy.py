@@ -29,15 +29,22 @@ def copy_index(src: Index, dst: Index, on_source: Callable[[int], None] | None =
     if stats.embedder is None or stats.dim is None:
         raise WorkspaceError("the source index is empty: nothing to copy (run `expertkit ingest` first)")
     dst.bind_embedder(stats.embedder, stats.dim)
-    bulk = getattr(dst, "bulk_load", None)  # Postgres: load first, then build the HNSW graph once
+
+    def done(source) -> bool:
+        there = dst.get_source(source.path)
+        return there is not None and (
+            there.content_hash,
+            there.tags,
+            there.groups,
+            there.groups_pinned,
+            there.n_chunks,
+        ) == (source.content_hash, source.tags, source.groups, source.groups_pinned, source.n_chunks)
+
+    todo = {s.path for s in src.sources() if not done(s)}
+    bulk = getattr(dst, "bulk_load", None) if todo else None  # Postgres: load first, then build HNSW once
     with bulk() if bulk else nullcontext():
         for source in src.sources():
-            there = dst.get_source(source.path)
-            if there and (there.content_hash, there.tags, there.groups) == (
-                source.content_hash,
-                source.tags,
-                source.groups,
-            ):
+            if source.path not in todo:
                 report.skipped += 1
             else:
                 chunks = src.source_chunks(source.path)

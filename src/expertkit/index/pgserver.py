@@ -3,8 +3,10 @@
 ``expertkit db start`` runs one per workspace (data in ``.expertkit/postgres``), bound to 127.0.0.1 on a
 free port, and records the port in ``server.json`` there; ``db stop`` and ``db status`` read it back.
 ``initdb`` refuses to run as root, so under root the server runs as an unprivileged system user
-(``postgres`` where it exists, else ``expertkit``, created once). Production uses a managed or
-self-hosted Postgres with the pgvector extension instead: set ``index.dsn``.
+(``postgres`` where it exists, else ``expertkit``, created once), with that user's own group and no
+other. Logins need a password (SCRAM): a random one, kept in a 0600 libpq password file beside the data
+folder (``postgres.pgpass``) that the dsn names, so other local users cannot read the index. Production
+uses a managed or self-hosted Postgres with the pgvector extension instead: set ``index.dsn``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +61,17 @@ def _service_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ROLE],
-        check=True,
-        capture_output=True,
-    )
+    try:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ROLE],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise WorkspaceError(
+            f"the database server cannot run as root and creating the user {ROLE!r} failed ({exc}); "
+            f"create an unprivileged user named {ROLE} (or postgres), or run expertkit as a normal user"
+        ) from None
     return ROLE
 
 
@@ -71,10 +81,15 @@ class ServerInfo:
     port: int
     pid: int | None
     running: bool
+    passfile: Path | None = None
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{DATABASE}"
+        return self.dsn_for(DATABASE)
+
+    def dsn_for(self, database: str) -> str:
+        dsn = f"postgresql://{ROLE}@127.0.0.1:{self.port}/{database}"
+        return dsn + f"?passfile={self.passfile}" if self.passfile else dsn
 
 
 class PgServer:
@@ -82,7 +97,21 @@ class PgServer:
 
     def __init__(self, data_dir: Path | str) -> None:
         self.data_dir = Path(data_dir).absolute()
-        self.user = _service_user()
+        self.passfile = self.data_dir.with_name(self.data_dir.name + ".pgpass")
+        self._user: str | None | bool = False  # looked up (and perhaps created) only when a server is run
+
+    @property
+    def user(self) -> str | None:
+        if self._user is False:
+            self._user = _service_user()
+        return self._user  # type: ignore[return-value]
+
+    def _as_user(self) -> dict:
+        """subprocess arguments that run a tool as the service user: its uid, its group, no other groups."""
+        if self.user is None:
+            return {}
+        entry = pwd.getpwnam(self.user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     @property
     def record_path(self) -> Path:
@@ -96,7 +125,7 @@ class PgServer:
         cmd = [str(bin_dir() / tool), *args]
         try:
             return subprocess.run(
-                cmd, check=True, capture_output=True, text=True, timeout=timeout, user=self.user, cwd="/"
+                cmd, check=True, capture_output=True, text=True, timeout=timeout, cwd="/", **self._as_user()
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip().splitlines()
@@ -125,11 +154,35 @@ class PgServer:
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_reachable()
-        if self.user is not None:
-            entry = pwd.getpwnam(self.user)
+        entry = pwd.getpwnam(self.user) if self.user is not None else None
+        if entry is not None:
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.data_dir.chmod(0o700)
-        self._run("initdb", "-D", str(self.data_dir), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-instructions")
+        password = secrets.token_urlsafe(24)
+        fd, pwfile = tempfile.mkstemp(prefix="expertkit-pw-")  # initdb reads it as the service user
+        try:
+            os.write(fd, password.encode() + b"\n")
+            os.close(fd)
+            if entry is not None:
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                ROLE,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            )
+        finally:
+            os.unlink(pwfile)
+        # libpq's password file: host:port:database:user:password, any port and database on 127.0.0.1
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"127.0.0.1:*:*:{ROLE}:{password}\n")
 
     def status(self) -> ServerInfo | None:
         """The recorded server, and whether it answers; None when there is no record."""
@@ -139,7 +192,8 @@ class PgServer:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         pid = _postmaster_pid(self.data_dir)
-        return ServerInfo(self.data_dir, port, pid, pid is not None and _answers(port))
+        passfile = self.passfile if self.passfile.exists() else None
+        return ServerInfo(self.data_dir, port, pid, pid is not None and _answers(port), passfile)
 
     def start(self, port: int | None = None) -> ServerInfo:
         """Start the server (initialising the folder first); a running one is returned as it is."""
@@ -173,14 +227,15 @@ class PgServer:
             tmp = self.record_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"port": port}))
         os.replace(tmp, self.record_path)
-        info = ServerInfo(self.data_dir, port, _postmaster_pid(self.data_dir), True)
+        passfile = self.passfile if self.passfile.exists() else None
+        info = ServerInfo(self.data_dir, port, _postmaster_pid(self.data_dir), True, passfile)
         self._ensure_database(info)
         return info
 
     def _ensure_database(self, info: ServerInfo) -> None:
         import psycopg
 
-        with psycopg.connect(f"postgresql://{ROLE}@127.0.0.1:{info.port}/postgres", autocommit=True) as conn:
+        with psycopg.connect(info.dsn_for("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
                 conn.execute(f"CREATE DATABASE {DATABASE}")
         with psycopg.connect(info.dsn, autocommit=True) as conn:
@@ -195,12 +250,15 @@ class PgServer:
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
+    """The running postmaster's pid, or None; a stale postmaster.pid whose pid now belongs to another
+    program (after a reboot or a container restart) does not count."""
     try:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         os.kill(pid, 0)
-        return pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").is_dir() else b"postgres"
     except (OSError, ValueError):
         return None
+    return pid if b"postgres" in cmdline else None
 
 
 def _answers(port: int) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from contextlib import contextmanager
 
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS {s}.sources (
     warnings jsonb NOT NULL DEFAULT '[]',
     synced_at double precision NOT NULL,
     tags text[] NOT NULL DEFAULT '{{}}',
-    groups text[] NOT NULL DEFAULT '{{}}'
+    groups text[] NOT NULL DEFAULT '{{}}',
+    groups_pinned boolean NOT NULL DEFAULT false
 );
 CREATE TABLE IF NOT EXISTS {s}.chunks (
     id bigserial PRIMARY KEY,
@@ -103,7 +105,7 @@ def _connect(dsn: str):
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WorkspaceError(
-            f"cannot connect to PostgreSQL at {_redact(dsn)} ({first}); start it (`expertkit db start` for a "
+            f"cannot connect to PostgreSQL at {redact_dsn(dsn)} ({first}); start it (`expertkit db start` for a "
             "local one) or fix index.dsn"
         ) from None
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector") if not _has_vector(conn) else None
@@ -115,10 +117,8 @@ def _has_vector(conn) -> bool:
     return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
 
 
-def _redact(dsn: str) -> str:
+def redact_dsn(dsn: str) -> str:
     """The DSN without its password, for messages."""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
@@ -126,6 +126,8 @@ class PostgresIndex:
     """The Index on PostgreSQL + pgvector. One connection per instance; open one per thread or process."""
 
     def __init__(self, dsn: str, schema: str = "expertkit", ef_search: int = 100) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):  # it is spliced into SQL as an identifier
+            raise WorkspaceError(f"schema {schema!r}: use lower-case letters, digits and _ (at most 63)")
         self.dsn = dsn
         self.s = schema
         self.ef_search = ef_search
@@ -133,6 +135,8 @@ class PostgresIndex:
         self._stats: tuple[float, int, float] | None = None  # when read, chunk count, mean length
         self._df: dict[str, int] = {}
         self.conn = _connect(dsn)
+        version = self.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+        self.iterative_scan = tuple(int(x) for x in re.findall(r"\d+", version)[:2]) >= (0, 8)
         with self._transaction(lock=True):
             self.conn.execute(_schema(schema))
             self.conn.execute(
@@ -185,12 +189,14 @@ class PostgresIndex:
 
     # -- sources -------------------------------------------------------------------------------------
 
-    _SOURCE_COLUMNS = "path, content_hash, file_type, size, mtime, tags, n_chunks, title, warnings, synced_at, groups"
+    _SOURCE_COLUMNS = (
+        "path, content_hash, file_type, size, mtime, tags, n_chunks, title, warnings, synced_at, groups, groups_pinned"
+    )
 
     def _source(self, row: tuple) -> SourceRecord:
-        path, digest, ftype, size, mtime, tags, n, title, warnings, synced_at, groups = row
+        path, digest, ftype, size, mtime, tags, n, title, warnings, synced_at, groups, pinned = row
         return SourceRecord(
-            path, digest, ftype, size, mtime, tuple(tags), n, title, tuple(warnings), synced_at, tuple(groups)
+            path, digest, ftype, size, mtime, tuple(tags), n, title, tuple(warnings), synced_at, tuple(groups), pinned
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
@@ -212,7 +218,8 @@ class PostgresIndex:
             cur.execute(f"DELETE FROM {self.s}.sources WHERE path = %s", (source.path,))
             cur.execute(
                 f"INSERT INTO {self.s}.sources (path, content_hash, file_type, size, mtime, n_chunks, title,"
-                " warnings, synced_at, tags, groups) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " warnings, synced_at, tags, groups, groups_pinned) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s) RETURNING id",
                 (
                     source.path,
                     source.content_hash,
@@ -225,6 +232,7 @@ class PostgresIndex:
                     source.synced_at or time.time(),
                     tags,
                     groups,
+                    source.groups_pinned,
                 ),
             )
             sid = cur.fetchone()[0]
@@ -313,12 +321,14 @@ class PostgresIndex:
         return self._stats[1], self._stats[2]
 
     def _document_frequencies(self, lexemes: list[str]) -> dict[str, int]:
+        out = {}
         for lexeme in lexemes:
-            if lexeme not in self._df:
-                self._df[lexeme] = self.conn.execute(
-                    f"SELECT count(*) FROM {self.s}.chunks WHERE tsv @@ %s::tsquery", (_quote_lexeme(lexeme),)
-                ).fetchone()[0]
-        return {lexeme: self._df[lexeme] for lexeme in lexemes}
+            out[lexeme] = self._df.get(lexeme) or self.conn.execute(
+                f"SELECT count(*) FROM {self.s}.chunks WHERE tsv @@ %s::tsquery", (_quote_lexeme(lexeme),)
+            ).fetchone()[0]
+            if out[lexeme]:  # a term found nowhere is asked again: another process may add it any moment
+                self._df[lexeme] = out[lexeme]
+        return out
 
     def _forget_stats(self) -> None:
         self._stats = None
@@ -338,6 +348,7 @@ class PostgresIndex:
             return []
         n, mean = self._corpus_stats()
         df = self._document_frequencies(lexemes)
+        n = max(n, *df.values())  # the count may be older than a frequency read after another's write
         # FTS5's idf, floored just above zero so that a term in most chunks still counts a little
         idf = {t: max(math.log((n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}
         if not idf:
@@ -374,7 +385,8 @@ class PostgresIndex:
         args = [query, *params, query, k]
         with self._transaction():
             self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(self.ef_search, min(k, 1000)))}")
-            self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            if self.iterative_scan:  # pgvector ≥ 0.8; older servers fall back to the exact rerun below
+                self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = self.conn.execute(sql, args).fetchall()
             if filters and len(rows) < k:
                 # the approximate scan gave up before filling k: is the allowed set really that small?

@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS sources (
     n_chunks INTEGER NOT NULL DEFAULT 0,
     title TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
-    synced_at REAL NOT NULL
+    synced_at REAL NOT NULL,
+    groups_pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS source_tags (
     source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
@@ -170,14 +171,23 @@ class SQLiteIndex:
             if "no such table" not in str(exc):
                 raise
             return True
-        return keys != {"uid", "deletes_from"}
+        return keys != {"uid", "deletes_from"} or "groups_pinned" not in self._source_columns()
+
+    def _source_columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(sources)")}
 
     def _setup(self) -> None:
         uid = uuid.uuid4().hex[:12]  # caches are named by it, so a re-created database never reads a stale cache
+        columns = self._source_columns()
+        # an index from before access groups were pinned: the column is added (pins default to off)
+        upgrade = "ALTER TABLE sources ADD COLUMN groups_pinned INTEGER NOT NULL DEFAULT 0;" if columns else ""
+        if "groups_pinned" in columns:
+            upgrade = ""
         with self._lock:
             try:
                 self.db.executescript(
                     "BEGIN IMMEDIATE;"
+                    + upgrade
                     + _SCHEMA
                     + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
                     "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
@@ -186,6 +196,11 @@ class SQLiteIndex:
                     "INSERT OR IGNORE INTO meta SELECT 'deletes_from', value FROM meta WHERE key = 'generation';"
                     "COMMIT;"
                 )
+            except sqlite3.OperationalError as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                if "duplicate column" not in str(exc):  # else another process upgraded it first
+                    raise
             except BaseException:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
@@ -275,7 +290,7 @@ class SQLiteIndex:
         return tuple(g for (g,) in self.db.execute(sql, (source_id,)))
 
     def _source_row(self, row: tuple) -> SourceRecord:
-        sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at = row
+        sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, pinned = row
         tags = self._tags(sid)
         return SourceRecord(
             path,
@@ -289,6 +304,7 @@ class SQLiteIndex:
             tuple(json.loads(warnings)),
             synced_at,
             self._groups(sid),
+            bool(pinned),
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
@@ -307,8 +323,8 @@ class SQLiteIndex:
         with self._transaction():
             self._delete_source(source.path)
             cur = self.db.execute(
-                "INSERT INTO sources (path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sources (path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at,"
+                " groups_pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     source.path,
                     source.content_hash,
@@ -319,6 +335,7 @@ class SQLiteIndex:
                     source.title,
                     json.dumps(list(source.warnings)),
                     source.synced_at or time.time(),
+                    int(source.groups_pinned),
                 ),
             )
             sid = cur.lastrowid
@@ -431,10 +448,10 @@ class SQLiteIndex:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._snapshot():  # the matrix, the allowed set and the chunk ids all come from one committed state
             dense = self._refresh_dense()
+            if dense.live == 0 or dense.dim == 0:
+                return []
             if filters:
                 pairs = self._search_subset(dense, self._allowed_ids(filters), query, k)
-            elif dense.live == 0:
-                return []
             elif dense.live > self.ann_threshold:
                 pairs = self._ann_search(dense, query, k)
             else:

@@ -117,50 +117,48 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
 
 
 def glob_regex(pattern: str) -> re.Pattern:
-    """A path glob as a regex: ``**`` any depth, ``*`` and ``?`` within one name; a pattern without a
-    slash matches the file name at any depth (as in .gitignore)."""
-    if "/" not in pattern.rstrip("/"):
-        pattern = "**/" + pattern
+    """An access-rule glob as a regex over absolute paths. ``**`` is any depth, ``*`` and ``?`` stay
+    within one name, a trailing ``/`` means the folder and everything in it. A pattern that starts with
+    ``/`` is an absolute path; any other matches at any depth (``hr/**`` is every ``hr`` folder's
+    content, ``*.xlsx`` every spreadsheet), so a rule never depends on which folder was ingested."""
+    anchored = pattern.startswith("/")
+    folder = pattern.endswith("/")
+    body = pattern.strip("/")
     out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
+    while i < len(body):
+        if body.startswith("**/", i):
             out.append("(?:.*/)?")
             i += 3
-        elif pattern.startswith("**", i):
+        elif body.startswith("**", i):
             out.append(".*")
             i += 2
-        elif pattern[i] == "*":
+        elif body[i] == "*":
             out.append("[^/]*")
             i += 1
-        elif pattern[i] == "?":
+        elif body[i] == "?":
             out.append("[^/]")
             i += 1
         else:
-            out.append(re.escape(pattern[i]))
+            out.append(re.escape(body[i]))
             i += 1
-    return re.compile("".join(out) + "(?:/.*)?" if pattern.endswith("/") else "".join(out))
+    regex = ("/" if anchored else "(?:.*/)?") + "".join(out) + ("/.*" if folder else "")
+    return re.compile(regex)
 
 
 class AccessPolicy:
-    """Which access groups a source gets: explicit groups, else the last matching rule, else the default."""
+    """Which access groups a source gets: ``--group`` flags (pinned: later syncs keep them), else the
+    last matching ``[[access.rules]]`` glob (like CODEOWNERS), else ``access.default_groups``."""
 
-    def __init__(self, settings: AccessSettings | None = None, root: Path | None = None) -> None:
+    def __init__(self, settings: AccessSettings | None = None) -> None:
         settings = settings or AccessSettings()
         self.default = tuple(sorted(set(settings.default_groups)))
-        self.rules = [
-            (glob_regex(r.glob.lstrip("/") if root else r.glob), tuple(sorted(set(r.groups)))) for r in settings.rules
-        ]
-        self.root = source_key(root) if root else None
+        self.rules = [(glob_regex(r.glob), tuple(sorted(set(r.groups)))) for r in settings.rules]
 
-    def groups_for(self, key: str, explicit: Sequence[str] = ()) -> tuple[str, ...]:
-        if explicit:
-            return tuple(sorted(set(explicit)))
-        rel = key
-        if self.root and key.startswith(self.root.rstrip("/") + "/"):
-            rel = key[len(self.root.rstrip("/")) + 1 :]
+    def groups_for(self, key: str) -> tuple[str, ...]:
+        names = {key, Path(os.path.realpath(key)).as_posix()}  # a link to a restricted folder is matched too
         chosen = self.default
-        for regex, groups in self.rules:  # like CODEOWNERS: the last match wins
-            if regex.fullmatch(rel):
+        for regex, groups in self.rules:
+            if any(regex.fullmatch(name) for name in names):
                 chosen = groups
         return chosen
 
@@ -218,7 +216,7 @@ class Ingestor:
         tags = tuple(sorted(set(tags)))
         todo = []
         for path in files:
-            access = self.access.groups_for(source_key(path), groups)
+            access = self._groups(source_key(path), groups)
             unchanged = self._unchanged_by_stat(path, tags, access)
             if unchanged:
                 report.results.append(unchanged)
@@ -252,6 +250,16 @@ class Ingestor:
         record_sync(self.index, report.results)
         return report
 
+    def _groups(self, key: str, explicit: Sequence[str]) -> tuple[tuple[str, ...], bool]:
+        """(groups, pinned). Explicit groups pin; a pinned source keeps its groups until given new ones, so
+        a routine re-sync without --group never widens who may read it."""
+        if explicit:
+            return tuple(sorted(set(explicit))), True
+        old = self.index.get_source(key)
+        if old is not None and old.groups_pinned:
+            return old.groups, True
+        return self.access.groups_for(key), False
+
     def prune(self, roots: Sequence[Path]) -> list[FileResult]:
         """Remove indexed sources under ``roots`` whose files no longer exist."""
         keys = [source_key(r) for r in roots]
@@ -262,7 +270,9 @@ class Ingestor:
                 out.append(FileResult(source.path, "removed", self.index.remove_source(source.path)))
         return out
 
-    def _unchanged_by_stat(self, path: Path, tags: tuple[str, ...], groups: tuple[str, ...]) -> FileResult | None:
+    def _unchanged_by_stat(
+        self, path: Path, tags: tuple[str, ...], groups: tuple[tuple[str, ...], bool]
+    ) -> FileResult | None:
         """Like git: same size and mtime means unchanged, without reading the file, unless the file was
         modified so close to its last sync that a later edit in the same mtime tick would look the same."""
         key = source_key(path)
@@ -276,14 +286,14 @@ class Ingestor:
             and old.size == stat.st_size
             and old.mtime == stat.st_mtime
             and old.tags == tags
-            and old.groups == groups
+            and (old.groups, old.groups_pinned) == groups
             and old.synced_at - stat.st_mtime > RACY_SECONDS
         ):
             return FileResult(key, "unchanged", old.n_chunks)
         return None
 
     def _prepare(
-        self, path: Path, tags: tuple[str, ...], groups: tuple[str, ...]
+        self, path: Path, tags: tuple[str, ...], access: tuple[tuple[str, ...], bool]
     ) -> tuple[FileResult, _Pending | None]:
         key = source_key(path)
         old = self.index.get_source(key)
@@ -304,10 +314,18 @@ class Ingestor:
         except IngestError as exc:
             return FileResult(key, "failed", reason=exc.reason + (f"; {exc.hint}" if exc.hint else "")), None
         digest = content_hash(data)
+        groups, pinned = access
         source = SourceRecord(
-            key, digest, path.suffix.lower().lstrip("."), stat.st_size, stat.st_mtime, tags, groups=groups
+            key,
+            digest,
+            path.suffix.lower().lstrip("."),
+            stat.st_size,
+            stat.st_mtime,
+            tags,
+            groups=groups,
+            groups_pinned=pinned,
         )
-        if old and old.content_hash == digest and old.tags == tags and old.groups == groups:
+        if old and old.content_hash == digest and old.tags == tags and (old.groups, old.groups_pinned) == access:
             # touched, not changed: remember the new size and mtime so the next sync need not read it
             self.index.update_stat(key, stat.st_size, stat.st_mtime, read_at)
             return FileResult(key, "unchanged", old.n_chunks), None
