@@ -323,9 +323,12 @@ class PostgresIndex:
     def _document_frequencies(self, lexemes: list[str]) -> dict[str, int]:
         out = {}
         for lexeme in lexemes:
-            out[lexeme] = self._df.get(lexeme) or self.conn.execute(
-                f"SELECT count(*) FROM {self.s}.chunks WHERE tsv @@ %s::tsquery", (_quote_lexeme(lexeme),)
-            ).fetchone()[0]
+            out[lexeme] = (
+                self._df.get(lexeme)
+                or self.conn.execute(
+                    f"SELECT count(*) FROM {self.s}.chunks WHERE tsv @@ %s::tsquery", (_quote_lexeme(lexeme),)
+                ).fetchone()[0]
+            )
             if out[lexeme]:  # a term found nowhere is asked again: another process may add it any moment
                 self._df[lexeme] = out[lexeme]
         return out
