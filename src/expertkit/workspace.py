@@ -51,7 +51,7 @@ class Workspace:
         info = PgServer(self.db_dir).status()
         if info is None or not info.running:
             raise WorkspaceError(
-                "index.backend is postgres but index.dsn is empty and no local server is running: "
+                "no PostgreSQL server: index.dsn is empty and no local server runs for this workspace; "
                 'run `expertkit db start`, or set index.dsn = "postgresql://…"'
             )
         return info.dsn

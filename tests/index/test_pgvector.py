@@ -102,3 +102,59 @@ def test_hnsw_filtered_search_fills_k_and_agrees_with_exact(pg_dsn):
     assert len(rows) == 100 and np.mean(overlap) >= 0.9
     idx.drop()
     idx.close()
+
+
+def test_writers_and_readers_at_once(pg_dsn):
+    """Two writers (one transaction per file) and two readers on their own connections, all at once."""
+    import threading
+
+    from expertkit.index.pgvector import PostgresIndex
+
+    fresh(pg_dsn, "busy").bind_embedder("m", DIM)
+    errors, searched = [], []
+    done = threading.Event()
+
+    def writer(w):
+        try:
+            idx = PostgresIndex(pg_dsn, schema="busy")
+            for i in range(40):
+                idx.write_source(
+                    *make_source(f"/w{w}/{i}.md", [f"pump note {w} {i}", "seal"], seed=w * 100 + i, groups=(f"g{w}",))
+                )
+                if i % 4 == 3:
+                    idx.remove_source(f"/w{w}/{i - 1}.md")
+            idx.close()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    def reader(r):
+        try:
+            idx = PostgresIndex(pg_dsn, schema="busy")
+            while not done.is_set():
+                for hit, _ in idx.search_dense(unit(r), 10, Filters(groups=("g0",))) + idx.search_bm25("pump", 10):
+                    searched.append(hit)
+                assert all(
+                    c.source.startswith("/w0/")
+                    for c in idx.get_chunks(
+                        [cid for cid, _ in idx.search_dense(unit(r + 7), 10, Filters(groups=("g0",)))]
+                    )
+                )
+            idx.close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+    readers = [threading.Thread(target=reader, args=(r,)) for r in range(2)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    done.set()
+    for t in readers:
+        t.join(timeout=30)
+    assert errors == []
+    assert len(searched) > 20
+    idx = PostgresIndex(pg_dsn, schema="busy")
+    assert idx.stats().documents == 2 * 30 and idx.stats().chunks == 2 * 30 * 2
+    idx.drop()
+    idx.close()
