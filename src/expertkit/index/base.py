@@ -5,7 +5,9 @@ Every backend passes the same conformance suite (tests/index/conformance.py).
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +32,25 @@ class SourceRecord:
     synced_at: float = 0.0
     groups: tuple[str, ...] = ()  # access groups: who may retrieve this source's chunks
     groups_pinned: bool = False  # set by `ingest --group`: later syncs keep them rather than apply the rules
+
+
+SOURCE_COLUMNS = "path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, groups_pinned"
+
+
+def source_values(source: SourceRecord, n_chunks: int) -> tuple:
+    """The values of SOURCE_COLUMNS for one source row, as both backends store it."""
+    return (
+        source.path,
+        source.content_hash,
+        source.file_type,
+        source.size,
+        source.mtime,
+        n_chunks,
+        source.title,
+        json.dumps(list(source.warnings)),
+        source.synced_at or time.time(),
+        source.groups_pinned,
+    )
 
 
 @dataclass

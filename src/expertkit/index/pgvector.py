@@ -29,7 +29,15 @@ from contextlib import contextmanager
 import numpy as np
 
 from expertkit.errors import WorkspaceError
-from expertkit.index.base import Filters, IndexStats, SourceRecord, SyncRecord, keyword_terms
+from expertkit.index.base import (
+    SOURCE_COLUMNS,
+    Filters,
+    IndexStats,
+    SourceRecord,
+    SyncRecord,
+    keyword_terms,
+    source_values,
+)
 from expertkit.schema import Chunk
 
 SCHEMA_VERSION = "1"
@@ -217,23 +225,9 @@ class PostgresIndex:
         with self._transaction(), self.conn.cursor() as cur:
             cur.execute(f"DELETE FROM {self.s}.sources WHERE path = %s", (source.path,))
             cur.execute(
-                f"INSERT INTO {self.s}.sources (path, content_hash, file_type, size, mtime, n_chunks, title,"
-                " warnings, synced_at, tags, groups, groups_pinned) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s) RETURNING id",
-                (
-                    source.path,
-                    source.content_hash,
-                    source.file_type,
-                    source.size,
-                    source.mtime,
-                    len(chunks),
-                    source.title,
-                    json.dumps(list(source.warnings)),
-                    source.synced_at or time.time(),
-                    tags,
-                    groups,
-                    source.groups_pinned,
-                ),
+                f"INSERT INTO {self.s}.sources ({SOURCE_COLUMNS}, tags, groups) VALUES ({', '.join(['%s'] * 12)})"
+                " RETURNING id",
+                (*source_values(source, len(chunks)), tags, groups),
             )
             sid = cur.fetchone()[0]
             cur.executemany(

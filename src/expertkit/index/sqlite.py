@@ -48,7 +48,15 @@ from typing import Any
 import numpy as np
 
 from expertkit.errors import WorkspaceError
-from expertkit.index.base import Filters, IndexStats, SourceRecord, SyncRecord, keyword_terms
+from expertkit.index.base import (
+    SOURCE_COLUMNS,
+    Filters,
+    IndexStats,
+    SourceRecord,
+    SyncRecord,
+    keyword_terms,
+    source_values,
+)
 from expertkit.schema import Chunk
 
 try:
@@ -323,20 +331,8 @@ class SQLiteIndex:
         with self._transaction():
             self._delete_source(source.path)
             cur = self.db.execute(
-                "INSERT INTO sources (path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at,"
-                " groups_pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source.path,
-                    source.content_hash,
-                    source.file_type,
-                    source.size,
-                    source.mtime,
-                    len(chunks),
-                    source.title,
-                    json.dumps(list(source.warnings)),
-                    source.synced_at or time.time(),
-                    int(source.groups_pinned),
-                ),
+                f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                source_values(source, len(chunks)),
             )
             sid = cur.lastrowid
             self.db.executemany("INSERT INTO source_tags VALUES (?, ?)", [(sid, t) for t in sorted(set(source.tags))])
