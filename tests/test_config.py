@@ -58,3 +58,17 @@ def test_set_pairs():
     }
     with pytest.raises(ConfigError):
         overrides_from_pairs(["k=3"])
+
+
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "HOME", "GITHUB_TOKEN", "openai_api_key", "X_API_KEY_2"])
+def test_api_key_env_must_name_an_api_key_variable(tmp_path, name):
+    """A hostile expertkit.toml found by walking up from the current folder must not be able to send any
+    environment variable as a bearer token to a server it names."""
+    (tmp_path / "expertkit.toml").write_text(f'[generate]\napi_key_env = "{name}"\n')
+    with pytest.raises(ConfigError, match="api_key_env"):
+        load_settings(tmp_path, environ={})
+
+
+def test_api_key_env_accepts_the_usual_names(tmp_path):
+    for name in ("OPENAI_API_KEY", "TOGETHER_API_KEY", "MY_VLLM_API_KEY"):
+        assert load_settings(None, {"generate": {"api_key_env": name}}, environ={}).generate.api_key_env == name

@@ -101,7 +101,12 @@ class GenerateSettings(Section):
         description="registry name (expertkit models), a GGUF file, a local folder or hub id; remote model name",
     )
     base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never this file)")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        pattern=r"^[A-Z][A-Z0-9_]*_API_KEY$",
+        description="environment variable holding the API key (never this file); its name must end in _API_KEY, "
+        "so a workspace's file cannot send another variable (a cloud token, a password) to a server",
+    )
     max_new_tokens: int = Field(160, ge=1, le=32_768)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy")
     timeout_s: float = Field(120.0, gt=0, description="remote: seconds to wait for the server")

@@ -186,3 +186,23 @@ def test_http_server_down():
     remote = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2, retries=1, backoff=0.01)
     with pytest.raises(GeneratorError, match="cannot connect.*Is the server running"):
         remote.generate(QUESTION)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "content"),
+        ({"messages": "hello"}, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "pump " * 20_000}]}, "context"),
+    ],
+)
+def test_bad_chat_requests_get_400_in_openais_shape(local_server, body, needle):
+    import httpx
+
+    response = httpx.post(f"{local_server}/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert needle in error["message"] and error["type"] == "invalid_request_error"

@@ -11,9 +11,10 @@ import json
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -22,13 +23,13 @@ from expertkit.models.generator import Generator
 
 
 class ChatMessage(BaseModel):
-    role: str
+    role: Literal["system", "user", "assistant"]
     content: str
 
 
 class ChatRequest(BaseModel):
     model: str = ""
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
@@ -48,6 +49,14 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
     an in-process transformers model); /v1/ask runs one at a time, as the index connection is shared.
     """
     app = FastAPI(title="expertkit", version="0.1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A malformed request is the client's error: 400 in OpenAI's shape, saying which field and why."""
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return _error(400, f"{where}: {first['msg']}", "invalid_request_error", where)
+
     lock = threading.BoundedSemaphore(getattr(generator, "parallel", 1))  # others queue
     rag_lock = threading.Lock()
 
@@ -58,7 +67,17 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest):
         messages = [m.model_dump() for m in req.messages]
-        n_new = req.max_tokens or max_tokens
+        # the prompt and the answer must fit the context window: max_tokens is capped to what is left
+        room = generator.context_window - generator.count_tokens(messages)
+        if room < 1:
+            return _error(
+                400,
+                f"the messages take {generator.context_window - room} tokens; this model's context is "
+                f"{generator.context_window}: shorten them",
+                "invalid_request_error",
+                "messages",
+            )
+        n_new = min(req.max_tokens or max_tokens, room)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
         if not req.stream:
             gen = await asyncio.to_thread(_locked, lock, generator.generate, messages, n_new, req.temperature)
@@ -138,6 +157,11 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
         return answer.to_json()
 
     return app
+
+
+def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    """An error body as OpenAI's API sends it, so existing clients raise their usual exceptions."""
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
 
 
 def _locked(lock, fn, *args):
