@@ -40,10 +40,11 @@ def copy_index(src: Index, dst: Index, on_source: Callable[[int], None] | None =
             there.n_chunks,
         ) == (source.content_hash, source.tags, source.groups, source.groups_pinned, source.n_chunks)
 
-    todo = {s.path for s in src.sources() if not done(s)}
+    sources = src.sources()
+    todo = {s.path for s in sources if not done(s)}
     bulk = getattr(dst, "bulk_load", None) if todo else None  # Postgres: load first, then build HNSW once
     with bulk() if bulk else nullcontext():
-        for source in src.sources():
+        for source in sources:
             if source.path not in todo:
                 report.skipped += 1
             else:

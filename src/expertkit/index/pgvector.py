@@ -38,6 +38,7 @@ from expertkit.index.base import (
     keyword_terms,
     source_values,
 )
+from expertkit.index.sqlite import text_hash
 from expertkit.schema import Chunk
 
 SCHEMA_VERSION = "1"
@@ -246,16 +247,17 @@ class PostgresIndex:
                         c.record_id,
                         c.start,
                         c.end,
-                        _text_hash(c.embed_text()),
+                        text_hash(body),
                         v,
                         source.path,
                         source.file_type,
                         tags,
                         groups,
                         TEXT_CONFIG,
-                        c.embed_text(),
+                        body,
                     )
                     for c, v in zip(chunks, vectors, strict=True)
+                    for body in (c.embed_text(),)  # what BM25 and the embedder see, computed once
                 ],
             )
 
@@ -465,15 +467,6 @@ def _glob_like(pattern: str) -> str:
     return "".join(out)
 
 
-def _text_hash(text: str) -> str:
-    from expertkit.index.sqlite import text_hash
-
-    return text_hash(text)
-
-
-__all__ = ["PostgresIndex"]
-
-
 def _quote_lexeme(lexeme: str) -> str:
     """A lexeme as a tsquery operand: quoted, so that ':' '&' '!' in it are text, not operators."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -482,3 +475,6 @@ def _quote_lexeme(lexeme: str) -> str:
 def _array(value) -> np.ndarray:
     """pgvector hands back a Vector (newer) or an ndarray (older)."""
     return value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value)
+
+
+__all__ = ["PostgresIndex"]

@@ -216,12 +216,14 @@ class Ingestor:
         tags = tuple(sorted(set(tags)))
         todo = []
         for path in files:
-            access = self._groups(source_key(path), groups)
-            unchanged = self._unchanged_by_stat(path, tags, access)
+            key = source_key(path)
+            old = self.index.get_source(key)  # read once: for the groups, the stat check and _prepare
+            access = self._groups(old, key, groups)
+            unchanged = self._unchanged_by_stat(path, old, tags, access)
             if unchanged:
                 report.results.append(unchanged)
             else:
-                todo.append((path, access))
+                todo.append((path, old, access))
         if todo:
             hold = getattr(self.index, "hold_write_lock", None)
             if hold:  # a second ingest into the same SQLite index stops now, not after embedding
@@ -232,8 +234,8 @@ class Ingestor:
         progress.start(len(todo))
         pending: list[_Pending] = []
         try:
-            for path, access in todo:
-                result, item = self._prepare(path, tags, access)
+            for path, old, access in todo:
+                result, item = self._prepare(path, old, tags, access)
                 report.results.append(result)
                 if item is None:
                     progress.advance(files=1)
@@ -250,12 +252,11 @@ class Ingestor:
         record_sync(self.index, report.results)
         return report
 
-    def _groups(self, key: str, explicit: Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    def _groups(self, old: SourceRecord | None, key: str, explicit: Sequence[str]) -> tuple[tuple[str, ...], bool]:
         """(groups, pinned). Explicit groups pin; a pinned source keeps its groups until given new ones, so
         a routine re-sync without --group never widens who may read it."""
         if explicit:
             return tuple(sorted(set(explicit))), True
-        old = self.index.get_source(key)
         if old is not None and old.groups_pinned:
             return old.groups, True
         return self.access.groups_for(key), False
@@ -271,12 +272,11 @@ class Ingestor:
         return out
 
     def _unchanged_by_stat(
-        self, path: Path, tags: tuple[str, ...], groups: tuple[tuple[str, ...], bool]
+        self, path: Path, old: SourceRecord | None, tags: tuple[str, ...], groups: tuple[tuple[str, ...], bool]
     ) -> FileResult | None:
         """Like git: same size and mtime means unchanged, without reading the file, unless the file was
         modified so close to its last sync that a later edit in the same mtime tick would look the same."""
         key = source_key(path)
-        old = self.index.get_source(key)
         try:
             stat = path.stat()
         except OSError:
@@ -293,10 +293,9 @@ class Ingestor:
         return None
 
     def _prepare(
-        self, path: Path, tags: tuple[str, ...], access: tuple[tuple[str, ...], bool]
+        self, path: Path, old: SourceRecord | None, tags: tuple[str, ...], access: tuple[tuple[str, ...], bool]
     ) -> tuple[FileResult, _Pending | None]:
         key = source_key(path)
-        old = self.index.get_source(key)
         read_at = time.time()  # before reading: an edit after this moment is caught by the racy check
         try:
             stat = path.stat()
