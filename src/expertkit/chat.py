@@ -49,27 +49,9 @@ class ChatSession:
         return out
 
     def standalone(self, question: str) -> str:
-        """The follow-up as a standalone question, for retrieval. Falls back to joining it with the
-        previous question when the model's rewrite is unusable (empty, or rambling)."""
-        if not self.turns:
-            return question
-        previous = self.turns[-1][0]
-        if self.rag.generator is None:
-            return f"{previous} {question}"
-        lines = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in self.history())
-        reply = generate_json(
-            self.rag.generator,
-            [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}],
-            REWRITE_SCHEMA,
-            64,
-        )
-        rewrite = (reply or {}).get("question", "").strip().split("\n")[0]
-        # a rewrite that drops the follow-up's identifiers (NV-200, 45 mm) changed the question
-        specifics = {w for w in re.findall(r"[\w-]+", question.lower()) if any(ch.isdigit() for ch in w)}
-        kept = set(re.findall(r"[\w-]+", rewrite.lower()))
-        if not rewrite or len(rewrite) > 4 * len(question) + 80 or not specifics <= kept:
-            return f"{previous} {question}"
-        return rewrite
+        """The follow-up as a standalone question, for retrieval (see ``standalone_question``)."""
+        previous = self.turns[-1][0] if self.turns else None
+        return standalone_question(self.rag, self.history(), question, previous)
 
     def ask(self, question: str) -> Answer:
         query = self.standalone(question)
@@ -82,3 +64,35 @@ class ChatSession:
     def _log(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as fh:  # appended whole lines: a crash loses at most one turn
             fh.write(json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n")
+
+
+def standalone_question(rag: RAG, history: list[dict[str, str]], question: str, previous: str | None) -> str:
+    """A follow-up rewritten by the model so that it stands alone, for retrieval. Falls back to joining
+    it with the previous question when the model's rewrite is unusable (empty, rambling, or dropping the
+    follow-up's identifiers). ``history`` is the conversation as chat messages; none = the question as is."""
+    if previous is None:
+        return question
+    if rag.generator is None:
+        return f"{previous} {question}"
+    lines = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in history)
+    reply = generate_json(
+        rag.generator,
+        [{"role": "user", "content": REWRITE_PROMPT.format(history=lines, question=question)}],
+        REWRITE_SCHEMA,
+        64,
+    )
+    rewrite = (reply or {}).get("question", "").strip().split("\n")[0]
+    # a rewrite that drops the follow-up's identifiers (NV-200, 45 mm) changed the question
+    specifics = {w for w in re.findall(r"[\w-]+", question.lower()) if any(ch.isdigit() for ch in w)}
+    kept = set(re.findall(r"[\w-]+", rewrite.lower()))
+    if not rewrite or len(rewrite) > 4 * len(question) + 80 or not specifics <= kept:
+        return f"{previous} {question}"
+    if _normal(rewrite) == _normal(question) and not specifics:
+        # the model changed nothing, and the follow-up names nothing of its own ("how often are its bolts
+        # checked?"): it leans on the conversation, which the retrieval query must then carry
+        return f"{previous} {question}"
+    return rewrite
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))

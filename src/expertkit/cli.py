@@ -53,6 +53,10 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 index_app = typer.Typer(no_args_is_help=True, help="Move the index between backends.")
 app.add_typer(index_app, name="index")
+keys_app = typer.Typer(
+    no_args_is_help=True, help="API keys for `expertkit serve`: each key reads the access groups it names."
+)
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -131,10 +135,7 @@ def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
 
 
 def _embedder(ws: Workspace):
-    from expertkit.models.embedder import Embedder
-
-    e = ws.settings.embed
-    return Embedder(e.model, e.batch_size, e.dtype)
+    return ws.embedder()
 
 
 # -- init ---------------------------------------------------------------------------------------------
@@ -466,8 +467,6 @@ def _size(path: Path) -> int:
 
 def _rag(ws: Workspace, adapter: str | None = None):
     from expertkit.models.generator import make_generator
-    from expertkit.rag import RAG
-    from expertkit.retrieve import Retriever
 
     index = ws.open_index()
     settings = ws.settings.generate
@@ -485,16 +484,7 @@ def _rag(ws: Workspace, adapter: str | None = None):
     _ensure_model(settings.model)
     with err.status(f"loading {settings.model}…"):
         generator = make_generator(settings, adapter=adapter_path, runtime_dir=ws.data_dir)
-    g, r = ws.settings.generate, ws.settings.rag
-    return RAG(
-        Retriever(index, _embedder(ws), ws.settings.search),
-        generator,
-        r.k,
-        r.min_relevance,
-        r.support_threshold,
-        g.max_new_tokens,
-        g.temperature,
-    )
+    return ws.rag(generator, index)
 
 
 def _adapter_path(ws: Workspace, name: str) -> Path:
@@ -660,21 +650,138 @@ def chat(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="interface to bind (another than loopback needs API keys)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    adapter: Annotated[str | None, typer.Option(help="a tuned adapter's name")] = None,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Serve the model over an OpenAI-compatible API (/v1/chat/completions) and RAG at /v1/ask."""
+    """Serve the expert: OpenAI's API at /v1 (the expert, each adapter, the bare model), a web chat at /.
+
+    Callers send an API key (`expertkit keys add`) and read only their key's access groups.
+    """
+    import copy
+
     import uvicorn
 
-    from expertkit.serve.app import create_app
+    from expertkit.models.generator import choose_backend, make_generator
+    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app
+    from expertkit.tune.adapters import list_adapters
 
     ws = _open(workspace, set_)
-    rag = _rag(ws, adapter)
-    console.print(f"serving {rag.generator.name} on http://{host}:{port}/v1 (OpenAI-compatible) and /v1/ask")
-    uvicorn.run(create_app(rag.generator, rag, ws.settings.generate.max_new_tokens), host=host, port=port)
+    keys = ws.key_store()
+    if not keys.has_keys() and not _loopback(host):
+        raise ExpertkitError(
+            f"no API keys yet, so anyone who reaches {host} could read every document: make one with "
+            "`expertkit keys add NAME --group G`, or serve on 127.0.0.1"
+        )
+    index = ws.open_index()
+    g = ws.settings.generate
+    switchable = []
+    for a in list_adapters(ws.root, index):
+        if choose_backend(g) == "llamacpp" and a.lineage.get("base") == g.model and a.lineage.get("method") != "full":
+            switchable.append(a)
+        else:
+            err.print(f"[dim]not serving adapter {a.name}: trained on {a.lineage.get('base')}, served {g.model}[/dim]")
+    _ensure_model(g.model)
+    with err.status(f"loading {g.model}…"):
+        generator = make_generator(
+            g, runtime_dir=None if switchable else ws.data_dir, switchable=[a.path for a in switchable]
+        )
+    rag = ws.rag(generator, index)
+    adapters = []
+    for position, a in enumerate(switchable):
+        _warn_stale(a.name, a.lineage, index)
+        tuned = copy.copy(rag)  # the same retriever; the adapter's answers
+        tuned.generator = generator.with_adapter(position, f"{g.model}+{a.name}")
+        records = [index.get_source(path) for path in a.lineage.get("sources") or {}]
+        adapters.append(
+            ServedModel(
+                f"{EXPERT_ID}+{a.name}",
+                tuned.generator,
+                tuned,
+                f"the expert with adapter {a.name} (fine-tuned on {len(records)} documents)",
+                [frozenset(r.groups) if r else None for r in records],
+            )
+        )
+    app_ = create_app(
+        generator, rag, g.max_new_tokens, adapters=adapters, keys=keys, settings=ws.settings.serve, root=ws.root
+    )
+    names = [EXPERT_ID + " (default: answers from the documents, cited)", *(m.id for m in adapters), generator.name]
+    console.print(f"serving on http://{host}:{port}: the web chat at /, OpenAI's API at /v1")
+    console.print(f"models: {', '.join(names)}")
+    n_keys = sum(r.active for r in keys.records())
+    console.print(
+        f"{n_keys} API key(s) active (`expertkit keys list`)"
+        if n_keys
+        else "[yellow]no API keys: anyone on this machine can read every document; "
+        "`expertkit keys add NAME --group G` makes the server ask for keys[/yellow]"
+    )
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="who or what uses the key, e.g. alice or helpdesk-bot")],
+    group: Annotated[list[str], typer.Option("--group", "-g", help="an access group the key may read (repeatable)")],
+    workspace: WorkspaceOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Make an API key. It is printed once, on stdout; only its hash is stored."""
+    ws = _open(workspace, None)
+    key, record = ws.key_store().add(name, group)
+    if json_:
+        print(json.dumps({"name": record.name, "key": key, "groups": record.groups}))
+        return
+    err.print(
+        f"API key for [bold]{escape(record.name)}[/bold], reading groups {', '.join(record.groups)}. "
+        "It is shown only now: give it to its user (clients send `Authorization: Bearer <key>`)."
+    )
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """The keys: name, first characters, groups, when made, whether revoked. Keys themselves are not stored."""
+    ws = _open(workspace, None)
+    records = ws.key_store().records()
+    if json_:
+        rows = [{k: v for k, v in vars(r).items() if k != "hash"} for r in records]
+        print(json.dumps({"keys": rows}, indent=2))
+        return
+    if not records:
+        console.print("no API keys: `expertkit keys add NAME --group G` makes one")
+        return
+    table = Table("name", "key", "groups", "created", "status")
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+        status = "active" if r.active else "revoked " + time.strftime("%Y-%m-%d %H:%M", time.localtime(r.revoked))
+        table.add_row(escape(r.name), r.hint + "…", ", ".join(r.groups), when, status)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="the key's name (or its first characters, as `keys list` shows)")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Revoke a key: a running server refuses it from its next request."""
+    ws = _open(workspace, None)
+    record = ws.key_store().revoke(name)
+    console.print(f"revoked the key of {escape(record.name)} ({record.hint}…)")
 
 
 # -- runtime -------------------------------------------------------------------------------------------

@@ -131,6 +131,14 @@ class RagSettings(Section):
     )
 
 
+class ServeSettings(Section):
+    queue: int = Field(
+        16, ge=0, le=10_000, description="requests waiting for a free slot; beyond them, 429 with Retry-After"
+    )
+    max_body_kb: int = Field(256, ge=1, le=65_536, description="larger request bodies get 413")
+    max_messages: int = Field(64, ge=1, le=10_000, description="messages per chat request; more get 400")
+
+
 class TuneSettings(Section):
     method: Literal["lora", "qlora", "full"] = Field("lora", description="qlora = LoRA on a 4-bit NF4 base")
     base: str = Field(
@@ -192,6 +200,7 @@ class Settings(Section):
     search: SearchSettings = SearchSettings()
     generate: GenerateSettings = GenerateSettings()
     rag: RagSettings = RagSettings()
+    serve: ServeSettings = ServeSettings()
     tune: TuneSettings = TuneSettings()
     advise: AdviseSettings = AdviseSettings()
 

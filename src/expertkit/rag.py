@@ -137,6 +137,7 @@ class Answer:
     rag: bool = True
     extractive: bool = False  # the answer quotes the passages: the model's own was empty or unsupported
     model_answer: str = ""  # what the model wrote, before verification
+    retrieval_query: str | None = None  # what retrieval searched for, when not the question (a chat follow-up)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -273,12 +274,15 @@ class RAG:
         history: Messages | None = None,
         retrieval_query: str | None = None,
         on_token: Callable[[str], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> Answer:
-        """Answer ``question``. ``retrieval_query`` (a standalone rewrite in chat) is what retrieval sees."""
+        """Answer ``question``. ``retrieval_query`` (a standalone rewrite in chat) is what retrieval sees.
+        ``max_new_tokens`` shortens the answer below the configured length (a client's max_tokens)."""
         question = self._check_question(question)
         timings: dict[str, float] = {}
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
         if not rag:
-            gen = self._generate(bare_messages(question, history), on_token, timings)
+            gen = self._generate(bare_messages(question, history), on_token, timings, limit)
             return Answer(
                 question,
                 gen.text,
@@ -294,18 +298,19 @@ class RAG:
         timings["retrieve_ms"] = (time.perf_counter() - t0) * 1e3
         if self.relevance(retrieval_query or question, hits) < self.min_relevance:
             # the model is not called, so no passage was given to it
-            return Answer(question, NOT_FOUND, found=False, timings=timings)
+            return Answer(question, NOT_FOUND, found=False, timings=timings, retrieval_query=retrieval_query)
         passages = self.fit_passages(question, hits, history) if self.generator else hits
         if not passages:
             raise QuestionError(
                 "no passage fits in the model's window next to this question; shorten it, "
                 "or lower ingest.chunk_tokens and re-ingest"
             )
-        gen = self._generate(build_messages(question, passages, history), on_token, timings)
+        gen = self._generate(build_messages(question, passages, history), on_token, timings, limit)
         t1 = time.perf_counter()
         answer = self.verify(question, gen.text, passages)
         timings["verify_ms"] = (time.perf_counter() - t1) * 1e3
         answer.timings, answer.finish_reason = timings, gen.finish_reason
+        answer.retrieval_query = retrieval_query
         return answer
 
     def relevance(self, query: str, hits: list[SearchHit]) -> float:
@@ -320,10 +325,10 @@ class RAG:
             known += [float(v) for v in vectors[1:] @ vectors[0]]
         return max(known)
 
-    def _generate(self, messages: Messages, on_token, timings: dict[str, float]):
+    def _generate(self, messages: Messages, on_token, timings: dict[str, float], max_new_tokens: int | None = None):
         if self.generator is None:
             raise QuestionError("no generator configured")
-        gen = self.generator.generate(messages, self.max_new_tokens, self.temperature, on_token)
+        gen = self.generator.generate(messages, max_new_tokens or self.max_new_tokens, self.temperature, on_token)
         timings.update(
             prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens,
@@ -465,6 +470,15 @@ def _citation(n: int, hit: SearchHit, quote: str, attributed: bool) -> Citation:
     return Citation(n, c.chunk_id, c.source, c.page, c.heading or None, c.record_id, quote, attributed)
 
 
+def _body_sentences(hit: SearchHit) -> list[str]:
+    """A passage's sentences without its heading lines ("Maintenance"), which support nothing and make
+    poor quotes; a passage that is only a heading keeps it."""
+    headings = {part.strip().lower() for part in (hit.chunk.heading or "").split(">")}
+    sentences = split_sentences(hit.chunk.text) or [hit.chunk.text]
+    body = [s for s in sentences if s.lstrip("#").strip().lower() not in headings]
+    return body or sentences
+
+
 class _Support:
     """How well each answer sentence is supported by each passage, computed once per answer.
 
@@ -476,7 +490,7 @@ class _Support:
         self.claims = claims
         self.passages = passages
         self.question = question
-        self.sentences = [split_sentences(h.chunk.text) or [h.chunk.text] for h in passages]
+        self.sentences = [_body_sentences(h) for h in passages]
         self.flat = [(n, s) for n, sents in enumerate(self.sentences, start=1) for s in sents]
         vectors = embedder.encode([question, *claims, *(s for _, s in self.flat)])
         self.q_vec, self.c_vecs, self.p_vecs = vectors[0], vectors[1 : 1 + len(claims)], vectors[1 + len(claims) :]

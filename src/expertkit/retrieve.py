@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -57,6 +58,9 @@ class Retriever:
             reranker = CrossEncoderReranker(self.settings.reranker)
         self.reranker = reranker
         self.last_timings: dict[str, float] = {}
+        # one search at a time: a server answers from several threads, and an index connection (SQLite's,
+        # psycopg's) is one transaction at a time; a search takes milliseconds, generation seconds
+        self._lock = threading.Lock()
 
     def search(
         self,
@@ -67,6 +71,12 @@ class Retriever:
         vector: np.ndarray | None = None,
     ) -> list[SearchHit]:
         """The top ``k`` chunks for ``query``. ``vector`` skips embedding the query (for batched evaluation)."""
+        with self._lock:
+            return self._search(query, k, mode, filters, vector)
+
+    def _search(
+        self, query: str, k: int | None, mode: str | None, filters: Filters | None, vector: np.ndarray | None
+    ) -> list[SearchHit]:
         s = self.settings
         k = k or s.k
         mode = mode or s.mode

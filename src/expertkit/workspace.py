@@ -71,6 +71,40 @@ class Workspace:
             self.index_path, cache_dir=self.cache_dir, ann_threshold=s.ann_threshold, lock_timeout=s.lock_timeout_s
         )
 
+    # -- factories: the CLI, the server and the benchmarks build their parts here, one way ------------
+
+    def embedder(self):  # -> Embedder; imported lazily (torch) for start-up speed
+        from expertkit.models.embedder import Embedder
+
+        e = self.settings.embed
+        return Embedder(e.model, e.batch_size, e.dtype)
+
+    def retriever(self, index=None, embedder=None):  # -> Retriever
+        from expertkit.retrieve import Retriever
+
+        return Retriever(index or self.open_index(), embedder or self.embedder(), self.settings.search)
+
+    def rag(self, generator, index=None, embedder=None):  # -> RAG
+        """The RAG pipeline over this workspace's index, with ``generator`` and the rag/generate settings."""
+        from expertkit.rag import RAG
+
+        g, r = self.settings.generate, self.settings.rag
+        return RAG(
+            self.retriever(index, embedder),
+            generator,
+            r.k,
+            r.min_relevance,
+            r.support_threshold,
+            g.max_new_tokens,
+            g.temperature,
+        )
+
+    def key_store(self):  # -> KeyStore
+        """The API keys `expertkit serve` accepts (``expertkit keys``)."""
+        from expertkit.serve.keys import KeyStore
+
+        return KeyStore(self.data_dir / "keys.json")
+
 
 def init_workspace(root: Path) -> Path:
     """Create ``root`` with a commented expertkit.toml; an existing file is left as it is."""

@@ -1,8 +1,6 @@
 """The local generator with the real shipped model, and the HTTP generator against real HTTP servers."""
 
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import pytest
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError
 from expertkit.models.generator import OpenAIGenerator, TransformersGenerator, local_model_path, model_cache_dir
+from tests.conftest import Server, free_port
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
@@ -63,34 +62,6 @@ def test_model_not_installed_says_how_to_install(monkeypatch):
 
 
 # -- the HTTP generator, against real servers ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A uvicorn server in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

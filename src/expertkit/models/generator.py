@@ -232,6 +232,10 @@ class TransformersGenerator:
             stop.event.set()  # let generate() return cleanly, then report what was produced
             finish = "interrupted"
             worker.join()
+        except BaseException:  # on_token raised (the client went away): stop decoding, then pass it on
+            stop.event.set()
+            worker.join()
+            raise
         worker.join()
         seconds = time.perf_counter() - started
         if "error" in result:
@@ -417,11 +421,18 @@ def choose_backend(settings, adapter: str | Path | None = None) -> str:
     return "llamacpp" if is_gguf(settings.model) else "transformers"
 
 
-def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Path | None = None) -> Generator:
+def make_generator(
+    settings,
+    adapter: str | Path | None = None,
+    runtime_dir: Path | None = None,
+    switchable: list[Path] | None = None,
+) -> Generator:
     """The generator that ``settings`` (a GenerateSettings) names.
 
     For llama.cpp, a warm server recorded in ``runtime_dir`` (``expertkit runtime start``) serving the
     same model is reused; otherwise a private server is started for this process and stopped with it.
+    ``switchable`` adapters (llama.cpp) are loaded into that private server but applied only to the
+    requests that ask for one (``LlamaCppGenerator.with_adapter``): one server, the base and each adapter.
     """
     from expertkit.errors import ConfigError
 
@@ -440,17 +451,17 @@ def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Pat
         from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, read_runtime
 
         lora: list[str] = []
-        if adapter is not None:
+        for path in [adapter] if adapter is not None else switchable or []:
             from expertkit.models.gguf_lora import lora_gguf
             from expertkit.models.lineage import read_lineage
 
-            trained_on = read_lineage(Path(adapter)).get("base")
+            trained_on = read_lineage(Path(path)).get("base")
             if trained_on and trained_on != settings.model:
                 raise ConfigError(
-                    f"adapter {Path(adapter).name} was trained on {trained_on!r}, not on {settings.model!r}: "
+                    f"adapter {Path(path).name} was trained on {trained_on!r}, not on {settings.model!r}: "
                     f"use --set generate.model={trained_on}"
                 )
-            lora = [str(lora_gguf(Path(adapter)))]  # written once beside the adapter
+            lora.append(str(lora_gguf(Path(path))))  # written once beside the adapter
         info = read_runtime(runtime_dir) if runtime_dir is not None and not lora else None
         if info is not None and info.model == settings.model:
             server = LlamaServer.attach(info)
@@ -459,7 +470,13 @@ def make_generator(settings, adapter: str | Path | None = None, runtime_dir: Pat
             if not path.endswith(".gguf"):
                 raise ConfigError(f"generate.backend = llamacpp needs a GGUF model; {settings.model} is {path}")
             server = LlamaServer(
-                path, settings.model, settings.ctx_size, settings.parallel, settings.threads, lora=lora
+                path,
+                settings.model,
+                settings.ctx_size,
+                settings.parallel,
+                settings.threads,
+                lora=lora,
+                lora_per_request=adapter is None and bool(lora),
             )
             server.start()
         return LlamaCppGenerator(server, settings.model, settings.timeout_s)

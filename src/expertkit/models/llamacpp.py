@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import ctypes
 import json
 import os
@@ -144,9 +145,12 @@ class LlamaServer:
         port: int = 0,
         log_path: Path | None = None,
         lora: list[str] | None = None,
+        lora_per_request: bool = False,
     ) -> None:
         self.model_path = model_path
         self.lora = list(lora or [])  # LoRA adapter GGUFs applied to every request (llama-server --lora)
+        # loaded but applied only where a request asks (one server, the base model and each adapter)
+        self.lora_per_request = lora_per_request
         self.name = name or Path(model_path).stem
         self.ctx_size = ctx_size
         self.parallel = parallel
@@ -175,6 +179,7 @@ class LlamaServer:
             "--jinja",  # the chat template stored in the GGUF, rendered as the model's authors wrote it
             "--no-webui",
             *(arg for path in self.lora for arg in ("--lora", path)),
+            *(["--lora-init-without-apply"] if self.lora and self.lora_per_request else []),
         ]  # fmt: skip
 
     def start(self, detach: bool = False, timeout: float = 180.0) -> LlamaServer:
@@ -385,6 +390,14 @@ class LlamaCppGenerator(OpenAIGenerator):
         super().__init__(f"{server.url}/v1", name, timeout=timeout, retries=0, context_window=server.ctx_size)
         self.server = server
         self.parallel = server.parallel  # requests the server decodes at once
+        self.lora_scales: list[dict] | None = None  # per request, on a server started with lora_per_request
+
+    def with_adapter(self, position: int, name: str) -> LlamaCppGenerator:
+        """The same server answering with its ``position``-th LoRA adapter applied (the others off)."""
+        twin = copy.copy(self)
+        twin.name = name
+        twin.lora_scales = [{"id": i, "scale": 1.0 if i == position else 0.0} for i in range(len(self.server.lora))]
+        return twin
 
     def close(self) -> None:
         """Stop the server if this command started it (a warm server stays), and drop its log."""
@@ -420,6 +433,8 @@ class LlamaCppGenerator(OpenAIGenerator):
         json_schema: dict | None = None,
     ) -> Generation:
         extra: dict = {"cache_prompt": True}  # the system prompt's KV is reused across questions
+        if self.server.lora_per_request and self.server.lora:
+            extra["lora"] = self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]
         if json_schema is not None:
             extra["json_schema"] = json_schema  # llama.cpp turns it into a grammar: the output always parses
         try:

@@ -1,25 +1,50 @@
-"""The FastAPI app: /v1/models, /v1/chat/completions (streamed or not), and /v1/ask (RAG with citations).
+"""The HTTP server: OpenAI's chat API with the expert behind it, API keys mapped to access groups,
+limits, a bounded queue, cancellation, and a web chat page.
 
-Generation is blocking, so it runs in a worker thread; streamed tokens cross to the event loop
-through a queue.
+- ``/v1/models`` lists the expert (RAG with verified citations; the default), the expert with each
+  adapter the caller may use, and the bare model.
+- ``/v1/chat/completions`` answers the last user message. Through the expert it retrieves only what
+  the caller's key may read, and returns the verified answer with its citations in the text
+  ("Sources:") and as structured fields (``citations``: source relative to the workspace, page, section,
+  row, quote). Streaming sends the model's draft as it is written, then the sources, then the verified
+  fields in the last chunk.
+- ``/v1/ask`` is the same RAG answer as one JSON object (``expertkit ask --json``'s shape).
+- ``/`` is the web chat.
+
+Generation is blocking, so it runs in worker threads, as many at once as the generator has slots
+(llama-server's --parallel). Up to ``serve.queue`` more requests wait; beyond that a request gets 429
+with Retry-After at once. A client that disconnects cancels its generation: the next token raises in
+the worker, which closes its stream to llama-server, and llama-server frees the slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from expertkit.config import ServeSettings
 from expertkit.errors import ExpertkitError
 from expertkit.models.generator import Generator
+from expertkit.rag import RAG, Answer, strip_citations
+
+EXPERT_ID = "expertkit"
+SOURCES_HEADING = "Sources:"
 
 
 class ChatMessage(BaseModel):
@@ -42,13 +67,138 @@ class AskRequest(BaseModel):
     tags: list[str] = []
 
 
-def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI:
-    """An app over one generator (and, for /v1/ask, one RAG pipeline).
+@dataclass
+class ServedModel:
+    """One id in /v1/models: the expert (RAG over ``generator``) or the bare model."""
 
-    Chat completions run as many at once as the generator has slots (llama-server's --parallel; one for
-    an in-process transformers model); /v1/ask runs one at a time, as the index connection is shared.
+    id: str
+    generator: Generator
+    rag: RAG | None = None  # None = the bare model: no documents, nothing to cite
+    description: str = ""
+    # an adapter learned these documents and can state them: a caller must be allowed to read each one
+    # (a group set per source; None = a source no longer in the index, which only the owner may use)
+    trained_on: list[frozenset[str] | None] = field(default_factory=list)
+
+    def allowed(self, groups: tuple[str, ...] | None) -> bool:
+        if groups is None:
+            return True
+        return all(g is not None and bool(g & set(groups)) for g in self.trained_on)
+
+
+@dataclass
+class Caller:
+    name: str
+    groups: tuple[str, ...] | None  # None = the workspace owner (no keys are configured)
+
+
+class ClientGone(Exception):
+    """The client disconnected: its generation stops at the next token."""
+
+
+class ApiError(HTTPException):
+    """An error for the client, sent in OpenAI's shape (an HTTPException, so FastAPI passes it through
+    even from inside body parsing)."""
+
+    def __init__(self, status: int, message: str, kind: str, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        super().__init__(status, message, headers)
+        self.status, self.kind, self.param, self.code = status, kind, param, code
+
+    def __str__(self) -> str:
+        return str(self.detail)
+
+
+class Admission:
+    """``slots`` requests run; ``queue`` more wait; the next gets 429 with a Retry-After estimated from
+    the recent time per request."""
+
+    def __init__(self, slots: int, queue: int) -> None:
+        self.slots = max(1, slots)
+        self.capacity = self.slots + queue
+        self.admitted = 0  # running or waiting
+        self.mean_s = 5.0  # moving average of a request's time in a slot
+        self._sem: asyncio.Semaphore | None = None
+
+    def enter(self) -> None:
+        if self.admitted >= self.capacity:
+            wait = math.ceil(self.mean_s * (self.admitted - self.slots + 1) / self.slots)
+            raise ApiError(
+                429,
+                f"the server is busy ({self.slots} answering, {self.admitted - self.slots} waiting): retry in {wait} s",
+                "rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(max(1, wait))},
+            )
+        self.admitted += 1
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
+    @property
+    def sem(self) -> asyncio.Semaphore:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.slots)
+        return self._sem
+
+    def record(self, seconds: float) -> None:
+        self.mean_s = 0.8 * self.mean_s + 0.2 * seconds
+
+
+class BodyLimit:
+    """A request body over ``limit`` bytes gets 413: at once when Content-Length says so, else as soon as
+    the bytes received pass it. Plain ASGI (not BaseHTTPMiddleware), so handlers still see a client leave."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await _too_large(self.limit)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise ApiError(413, _too_large_message(self.limit), "invalid_request_error", "body")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(
+    generator: Generator,
+    rag: RAG | None = None,
+    max_tokens: int = 256,
+    *,
+    adapters: list[ServedModel] | None = None,
+    keys=None,  # a KeyStore; None or one without keys = every caller is the owner
+    settings: ServeSettings | None = None,
+    root: Path | None = None,
+) -> FastAPI:
+    """The app over one generator, the RAG pipeline on it (the expert), and adapters on the same server.
+
+    ``root`` is the workspace: citation sources inside it are given relative to it, others by file name,
+    so no server path leaves the machine.
     """
-    app = FastAPI(title="expertkit", version="0.1.0")
+    settings = settings or ServeSettings()
+    app = FastAPI(title="expertkit", version="0.1.0", docs_url=None, redoc_url=None)
+    models: dict[str, ServedModel] = {}
+    if rag is not None:
+        models[EXPERT_ID] = ServedModel(
+            EXPERT_ID, rag.generator or generator, rag, f"{generator.name} answering from the documents, cited"
+        )
+    for m in adapters or []:
+        models[m.id] = m
+    models[generator.name] = ServedModel(generator.name, generator, None, "the bare model, without the documents")
+    default = EXPERT_ID if rag is not None else generator.name
+    admission = Admission(getattr(generator, "parallel", 1), settings.queue)
+    pool = ThreadPoolExecutor(max_workers=admission.slots + 2, thread_name_prefix="expertkit-answer")
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,121 +207,409 @@ def create_app(generator: Generator, rag=None, max_tokens: int = 256) -> FastAPI
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return _error(400, f"{where}: {first['msg']}", "invalid_request_error", where)
 
-    lock = threading.BoundedSemaphore(getattr(generator, "parallel", 1))  # others queue
-    rag_lock = threading.Lock()
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, str(exc), exc.kind, exc.param, exc.code, exc.headers)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
+
+    def authenticate(request: Request) -> Caller:
+        if keys is None or not keys.has_keys():
+            return Caller("owner", None)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "no API key: send the header `Authorization: Bearer ek-…`; the workspace owner makes one with "
+                "`expertkit keys add NAME --group G`",
+                "invalid_request_error",
+                code="invalid_api_key",
+            )
+        record = keys.verify(token.strip())
+        if record is None:  # the key itself is never echoed, logged or stored
+            raise ApiError(401, "invalid or revoked API key", "invalid_request_error", code="invalid_api_key")
+        return Caller(record.name, tuple(record.groups))
+
+    def pick_model(name: str, caller: Caller) -> ServedModel:
+        model = models.get(name or default)
+        if model is None:
+            raise ApiError(
+                404,
+                f"model {name!r} does not exist here; GET /v1/models lists this server's models",
+                "invalid_request_error",
+                "model",
+                "model_not_found",
+            )
+        if not model.allowed(caller.groups):
+            raise ApiError(
+                403,
+                f"model {model.id!r} was fine-tuned on documents your key may not read; use {EXPERT_ID!r}",
+                "permission_error",
+                "model",
+                "model_not_allowed",
+            )
+        return model
+
+    @app.get("/", response_class=HTMLResponse)
+    @app.get("/chat", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("expertkit.serve").joinpath("chat.html").read_text(encoding="utf-8"))
 
     @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": generator.name, "object": "model", "owned_by": "expertkit"}]}
+    def list_models(request: Request) -> dict[str, Any]:
+        caller = authenticate(request)
+        data = [
+            {
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "expertkit",
+                "description": m.description,
+                "default": m.id == default,
+                "cites": m.rag is not None,
+            }
+            for m in models.values()
+            if m.allowed(caller.groups)
+        ]
+        data.sort(key=lambda d: not d["default"])
+        return {"object": "list", "data": data}
+
+    async def admitted(request: Request, work: Callable[[threading.Event], Any], cancel: threading.Event):
+        """Run ``work`` in a slot once one is free; a client that leaves while waiting or while its answer
+        is written sets ``cancel`` (the worker stops at its next token) and raises ClientGone."""
+        loop = asyncio.get_running_loop()
+        acquire = asyncio.ensure_future(admission.sem.acquire())
+        try:
+            while not acquire.done():
+                await asyncio.wait({acquire}, timeout=0.25)
+                if not acquire.done() and await request.is_disconnected():
+                    raise ClientGone
+        except BaseException:
+            acquire.cancel()
+            if acquire.done() and not acquire.cancelled():
+                admission.sem.release()
+            raise
+        started = time.perf_counter()
+
+        def run():
+            try:
+                return work(cancel)
+            finally:
+                loop.call_soon_threadsafe(admission.sem.release)
+                admission.record(time.perf_counter() - started)
+
+        return loop.run_in_executor(pool, run)
 
     @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest):
-        messages = [m.model_dump() for m in req.messages]
-        # the prompt and the answer must fit the context window: max_tokens is capped to what is left
-        room = generator.context_window - generator.count_tokens(messages)
-        if room < 1:
-            return _error(
+    async def chat(req: ChatRequest, request: Request):
+        caller = authenticate(request)
+        if len(req.messages) > settings.max_messages:
+            raise ApiError(
                 400,
-                f"the messages take {generator.context_window - room} tokens; this model's context is "
-                f"{generator.context_window}: shorten them",
+                f"messages: {len(req.messages)} messages; this server takes up to {settings.max_messages} "
+                "(serve.max_messages): drop the oldest turns",
                 "invalid_request_error",
                 "messages",
             )
-        n_new = min(req.max_tokens or max_tokens, room)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
-        if not req.stream:
-            gen = await asyncio.to_thread(_locked, lock, generator.generate, messages, n_new, req.temperature)
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": generator.name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": gen.text},
-                        "finish_reason": gen.finish_reason,
-                    }
-                ],
-                "usage": _usage(gen),
-            }
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def work() -> None:
-            try:
-                gen = _locked(
-                    lock,
-                    generator.generate,
-                    messages,
-                    n_new,
-                    req.temperature,
-                    lambda piece: loop.call_soon_threadsafe(queue.put_nowait, ("token", piece)),
+        model = pick_model(req.model, caller)
+        messages = [m.model_dump() for m in req.messages]
+        if model.rag is not None and messages[-1]["role"] != "user":
+            raise ApiError(400, "messages: the last message must be the user's question", "invalid_request_error",
+                           "messages")  # fmt: skip
+        n_new = req.max_tokens or max_tokens
+        if model.rag is None:  # the prompt and the answer must fit: max_tokens is capped to what is left
+            room = model.generator.context_window - await asyncio.to_thread(model.generator.count_tokens, messages)
+            if room < 1:
+                raise ApiError(
+                    400,
+                    f"the messages take {model.generator.context_window - room} tokens; this model's context is "
+                    f"{model.generator.context_window}: shorten them",
+                    "invalid_request_error",
+                    "messages",
                 )
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", gen))
-            except Exception as exc:  # reported in-stream, as OpenAI does
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            n_new = min(n_new, room)
+        admission.enter()
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+        cancel = threading.Event()
+        pieces: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
 
-        threading.Thread(target=work, daemon=True).start()
+        def on_token(piece: str) -> None:
+            if cancel.is_set():
+                raise ClientGone
+            if req.stream:
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        def work(cancel: threading.Event):
+            if model.rag is None:
+                return model.generator.generate(messages, n_new, req.temperature, on_token)
+            return _answer(model.rag, messages, caller, n_new, on_token)
+
+        def body(result) -> dict[str, Any]:
+            out = {"id": cid, "object": "chat.completion", "created": created, "model": model.id}
+            if isinstance(result, Answer):
+                text = result.answer + _sources_text(result, root)
+                out["choices"] = [_choice(text, result.finish_reason)]
+                out["usage"] = _usage(
+                    result.timings.get("prompt_tokens", 0), result.timings.get("completion_tokens", 0)
+                )
+                out.update(_expert_fields(result, root))
+            else:
+                out["choices"] = [_choice(result.text, result.finish_reason)]
+                out["usage"] = _usage(result.prompt_tokens, result.completion_tokens)
+            return out
+
+        if not req.stream:
+            try:
+                future = await admitted(request, work, cancel)
+                result = await _watch(request, future, cancel)
+            except ClientGone:
+                return JSONResponse({}, status_code=499)  # nobody reads it
+            except ExpertkitError as exc:
+                raise ApiError(400, str(exc), "invalid_request_error") from None
+            finally:
+                admission.leave()
+            return body(result)
 
         async def events():
-            def frame(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-                body = {
+            def frame(delta: dict, finish: str | None = None, extra: dict | None = None) -> str:
+                chunk = {
                     "id": cid,
                     "object": "chat.completion.chunk",
                     "created": created,
-                    "model": generator.name,
+                    "model": model.id,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    **(extra or {}),
                 }
-                if usage:
-                    body["usage"] = usage
-                return f"data: {json.dumps(body)}\n\n"
+                return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
-            yield frame({"role": "assistant"})
-            while True:
-                kind, value = await queue.get()
-                if kind == "token":
-                    yield frame({"content": value})
-                elif kind == "error":
-                    yield f"data: {json.dumps({'error': {'message': str(value)}})}\n\n"
+            future = getter = None
+            try:
+                future = await admitted(request, work, cancel)
+                yield frame({"role": "assistant"})
+                draft = []
+                while not (future.done() and pieces.empty()):
+                    getter = asyncio.ensure_future(pieces.get())
+                    await asyncio.wait({getter, future}, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+                    if getter.done():
+                        draft.append(getter.result())
+                        yield frame({"content": draft[-1]})
+                        continue
+                    getter.cancel()
+                    if not future.done() and await request.is_disconnected():
+                        raise ClientGone
+                try:
+                    result = future.result()
+                except ExpertkitError as exc:  # reported in-stream, as OpenAI does
+                    yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'invalid_request_error'}})}\n\n"
                     return
+                if isinstance(result, Answer):
+                    tail = _stream_tail("".join(draft), result, root)
+                    if tail:
+                        yield frame({"content": tail})
+                    full = body(result)
+                    extra = {k: v for k, v in full.items() if k in ("usage", "citations", "expertkit")}
+                    yield frame({}, result.finish_reason, extra)
                 else:
-                    yield frame({}, value.finish_reason, _usage(value))
-                    yield "data: [DONE]\n\n"
-                    return
+                    yield frame({}, result.finish_reason, {"usage": body(result)["usage"]})
+                yield "data: [DONE]\n\n"
+            except (ClientGone, asyncio.CancelledError):
+                cancel.set()
+                if future is not None:
+                    future.add_done_callback(_quietly)
+                raise
+            finally:
+                if getter is not None:
+                    getter.cancel()
+                cancel.set()  # a finished worker ignores it; a running one stops at its next token
+                admission.leave()
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/ask")
-    async def ask(req: AskRequest):
+    async def ask(req: AskRequest, request: Request):
+        caller = authenticate(request)
         if rag is None:
-            raise HTTPException(404, "this server has no workspace index; start it with `expertkit serve -w DIR`")
+            raise ApiError(404, "this server has no workspace index; start it with `expertkit serve -w DIR`",
+                           "invalid_request_error")  # fmt: skip
         from expertkit.index.base import Filters
 
-        try:
-            answer = await asyncio.to_thread(
-                _locked, rag_lock, _locked, lock, rag.ask, req.question, Filters(tuple(req.tags)), req.rag, req.k
-            )
-        except ExpertkitError as exc:
-            return JSONResponse({"error": {"message": str(exc)}}, status_code=400)
-        return answer.to_json()
+        admission.enter()
+        cancel = threading.Event()
 
+        def on_token(piece: str) -> None:
+            if cancel.is_set():
+                raise ClientGone
+
+        def work(cancel: threading.Event) -> Answer:
+            filters = Filters(tuple(req.tags), groups=caller.groups)
+            return rag.ask(req.question, filters, req.rag, req.k, on_token=on_token)
+
+        try:
+            answer = await _watch(request, await admitted(request, work, cancel), cancel)
+        except ClientGone:
+            return JSONResponse({}, status_code=499)
+        except ExpertkitError as exc:
+            raise ApiError(400, str(exc), "invalid_request_error") from None
+        finally:
+            admission.leave()
+        out = answer.to_json()
+        for item in (*out["citations"], *out["retrieved"]):
+            item["source"] = public_source(item["source"], root)
+        return out
+
+    app.state.admission = admission  # for tests and the load benchmark
     return app
 
 
-def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
-    """An error body as OpenAI's API sends it, so existing clients raise their usual exceptions."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
+# -- the expert's answer ------------------------------------------------------------------------------
 
 
-def _locked(lock, fn, *args):
-    with lock:
-        return fn(*args)
+def _answer(rag: RAG, messages: list[dict[str, str]], caller: Caller, n_new: int, on_token) -> Answer:
+    """The last user message, answered from the documents the caller may read. Earlier turns are the
+    history; a follow-up is rewritten into a standalone question for retrieval, as `expertkit chat` does."""
+    from expertkit.chat import HISTORY_TURNS, standalone_question
+    from expertkit.index.base import Filters
+
+    question = messages[-1]["content"]
+    turns = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]  # the expert keeps its own system prompt
+    history = [
+        {"role": m["role"], "content": strip_citations(m["content"].split(f"\n\n{SOURCES_HEADING}\n")[0])}
+        for m in turns[-2 * HISTORY_TURNS :]
+    ]
+    previous = next((m["content"] for m in reversed(turns) if m["role"] == "user"), None)
+    query = standalone_question(rag, history, question, previous)
+    return rag.ask(
+        question,
+        Filters(groups=caller.groups),
+        history=history or None,
+        retrieval_query=query,
+        on_token=on_token,
+        max_new_tokens=n_new,
+    )
 
 
-def _usage(gen) -> dict[str, int]:
+def public_source(path: str, root: Path | None) -> str:
+    """A source as a client may see it: relative to the workspace when inside it, else its file name."""
+    if root is not None:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return os.path.basename(path.rstrip("/")) or path
+
+
+def _citation_fields(answer: Answer, root: Path | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": c.number,
+            "source": public_source(c.source, root),
+            "page": c.page,
+            "section": c.section,
+            "record_id": c.record_id,
+            "quote": c.quote,
+            "attributed": c.attributed,
+        }
+        for c in answer.citations
+    ]
+
+
+def _expert_fields(answer: Answer, root: Path | None) -> dict[str, Any]:
+    """The structured part of an expert answer, beside OpenAI's fields (clients read them as extras)."""
     return {
-        "prompt_tokens": gen.prompt_tokens,
-        "completion_tokens": gen.completion_tokens,
-        "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+        "citations": _citation_fields(answer, root),
+        "expertkit": {
+            "answer": answer.answer,
+            "found": answer.found,
+            "extractive": answer.extractive,
+            "groundedness": None if answer.groundedness is None else round(answer.groundedness, 3),
+            "unsupported": answer.unsupported,
+            "invalid_citations": answer.invalid_citations,
+            "retrieval_query": answer.retrieval_query or answer.question,
+            "retrieved": [
+                {"source": public_source(h.chunk.source, root), "page": h.chunk.page, "section": h.chunk.heading}
+                for h in answer.retrieved
+            ],
+        },
+    }
+
+
+def _where(c: dict[str, Any]) -> str:
+    parts = [c["source"]]
+    if c["page"]:
+        parts.append(f"page {c['page']}")
+    if c["record_id"]:
+        parts.append(f"row {c['record_id']}")
+    if c["section"]:
+        parts.append(f"§ {c['section']}")
+    return ", ".join(parts)
+
+
+def _sources_text(answer: Answer, root: Path | None) -> str:
+    """The citations as text under the answer, for clients that show only the message."""
+    cites = _citation_fields(answer, root)
+    if not cites:
+        return ""
+    lines = [f"[{c['number']}] {_where(c)}: “{c['quote']}”" for c in cites]
+    return f"\n\n{SOURCES_HEADING}\n" + "\n".join(lines)
+
+
+def _stream_tail(draft: str, answer: Answer, root: Path | None) -> str:
+    """What a stream sends after the model's draft: the verified answer where checking changed what it
+    claims (a quote from the passages replaced it, or "not found" was never generated), then the sources."""
+    tail = ""
+    if not draft.strip():
+        tail = answer.answer
+    elif strip_citations(draft).strip() != strip_citations(answer.answer).strip() and answer.found:
+        tail = f"\n\nChecked against the documents: {answer.answer}"
+    return tail + _sources_text(answer, root)
+
+
+# -- plumbing -----------------------------------------------------------------------------------------
+
+
+async def _watch(request: Request, future: asyncio.Future, cancel: threading.Event):
+    """Await the worker, checking that the client is still there; if it left, cancel the generation."""
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=0.25)
+        if done:
+            return future.result()
+        if await request.is_disconnected():
+            cancel.set()
+            future.add_done_callback(_quietly)  # its ClientGone is expected, not news
+            raise ClientGone
+
+
+def _quietly(future) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it
+
+
+def _choice(text: str, finish: str) -> dict[str, Any]:
+    finish = finish if finish in ("stop", "length") else "stop"
+    return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+
+
+def _error(status: int, message: str, kind: str, param: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:  # fmt: skip
+    """An error body as OpenAI's API sends it, so existing clients raise their usual exceptions."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status, headers=headers
+    )
+
+
+def _too_large_message(limit: int) -> str:
+    return f"the request body is over {limit // 1024} KiB (serve.max_body_kb): send less"
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, _too_large_message(limit), "invalid_request_error", "body")
+
+
+def _usage(prompt: float, completion: float) -> dict[str, int]:
+    return {
+        "prompt_tokens": int(prompt),
+        "completion_tokens": int(completion),
+        "total_tokens": int(prompt) + int(completion),
     }
