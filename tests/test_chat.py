@@ -46,6 +46,17 @@ def test_unusable_rewrite_falls_back_to_joining_questions(session, monkeypatch):
     assert session.standalone("and for pumps?") == "What is the restocking fee? and for pumps?"
 
 
+def test_a_follow_up_that_points_at_nothing_is_searched_as_it_is(session, monkeypatch):
+    """A new question after a turn is not rewritten (the model would drag the old topic in)."""
+    from expertkit.chat import points_back
+
+    session.ask("What is the restocking fee?")
+    monkeypatch.setattr("expertkit.chat.generate_json", lambda *a, **k: pytest.fail("no rewrite was needed"))
+    assert session.standalone("What colour is the chairman's yacht?") == "What colour is the chairman's yacht?"
+    assert points_back("How often is it checked?") and points_back("And for the NV-200 series?")
+    assert points_back("what about tools?") and not points_back("What is the NV-200 warranty?")
+
+
 def test_history_carries_no_stale_citation_numbers(session):
     session.ask("What is the warranty period for NV-400 pumps?")
     assert "[" in session.turns[0][1].answer  # the answer as shown keeps its citations

@@ -67,10 +67,15 @@ class ChatSession:
 
 
 def standalone_question(rag: RAG, history: list[dict[str, str]], question: str, previous: str | None) -> str:
-    """A follow-up rewritten by the model so that it stands alone, for retrieval. Falls back to joining
-    it with the previous question when the model's rewrite is unusable (empty, rambling, or dropping the
-    follow-up's identifiers). ``history`` is the conversation as chat messages; none = the question as is."""
-    if previous is None:
+    """A follow-up as a standalone question, for retrieval.
+
+    A follow-up that does not point back at the conversation (no "it", "they", "this", no leading "and" or
+    "what about") is a new question and is searched as it is: a model asked to rewrite it tends to drag
+    the previous topic in, and "what colour is the chairman's yacht?" would then find the pump manual.
+    One that points back is rewritten by the model; an unusable rewrite (empty, rambling, dropping the
+    follow-up's identifiers, or unchanged) falls back to joining it with the previous question.
+    ``history`` is the conversation as chat messages."""
+    if previous is None or not points_back(question):
         return question
     if rag.generator is None:
         return f"{previous} {question}"
@@ -87,11 +92,23 @@ def standalone_question(rag: RAG, history: list[dict[str, str]], question: str, 
     kept = set(re.findall(r"[\w-]+", rewrite.lower()))
     if not rewrite or len(rewrite) > 4 * len(question) + 80 or not specifics <= kept:
         return f"{previous} {question}"
-    if _normal(rewrite) == _normal(question) and not specifics:
-        # the model changed nothing, and the follow-up names nothing of its own ("how often are its bolts
-        # checked?"): it leans on the conversation, which the retrieval query must then carry
+    if _normal(rewrite) == _normal(question):  # the model resolved nothing: the query must carry the context
         return f"{previous} {question}"
     return rewrite
+
+
+# words by which a follow-up points back at the conversation, and openings that continue it
+_REFERS = frozenset(
+    {"it", "its", "they", "them", "their", "theirs", "this", "that", "these", "those", "he", "him", "his"}
+    | {"she", "her", "hers", "one", "ones", "same", "other", "former", "latter"}
+)
+_CONTINUES = ("and ", "what about ", "how about ", "also ", "but ", "or ", "same ")
+
+
+def points_back(question: str) -> bool:
+    """Whether a follow-up leans on the conversation ("and for the NV-200?", "how often is it checked?")."""
+    words = _normal(question)
+    return bool(_REFERS & set(words.split())) or (words + " ").startswith(_CONTINUES)
 
 
 def _normal(text: str) -> str:

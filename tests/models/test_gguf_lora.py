@@ -111,6 +111,35 @@ def test_merged_gguf_answers_like_base_plus_adapter(adapter, tmp_path):
     assert agree >= 4, answers
 
 
+def test_one_server_answers_as_the_base_and_as_each_adapter_per_request(adapter):
+    """`expertkit serve` loads adapters switchable: a request without one gets the base model's answer,
+    a request through ``with_adapter`` gets what a server started with --lora gives."""
+    from expertkit.config import GenerateSettings
+    from expertkit.models.generator import make_generator
+    from expertkit.models.gguf_lora import lora_gguf
+    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer
+
+    chats = [[{"role": "user", "content": p}] for p in PROMPTS]
+    path = resolve("smollm2-135m-instruct", "generator")
+    expected = {}
+    for name, lora in (("lora", [str(lora_gguf(adapter))]), ("base", [])):
+        server = LlamaServer(path, "smollm2-135m-instruct", 1024, 1, lora=lora).start()
+        gen = LlamaCppGenerator(server, "smollm2-135m-instruct")
+        try:
+            expected[name] = [gen.generate(chat, TOKENS, 0.0).text for chat in chats]
+        finally:
+            gen.close()
+    both = make_generator(GenerateSettings(model="smollm2-135m-instruct", parallel=1), switchable=[adapter])
+    try:
+        tuned = both.with_adapter(0, "smollm2-135m-instruct+bolts")
+        got_tuned = [tuned.generate(chat, TOKENS, 0.0).text for chat in chats]
+        got_base = [both.generate(chat, TOKENS, 0.0).text for chat in chats]  # after the adapter: it must be off
+    finally:
+        both.close()
+    assert expected["lora"] != expected["base"]
+    assert got_tuned == expected["lora"] and got_base == expected["base"]
+
+
 def test_a_folder_without_lora_weights_is_refused(tmp_path):
     from expertkit.models.gguf_lora import export_lora_gguf
 

@@ -328,3 +328,55 @@ def test_a_client_that_disconnects_cancels_its_generation(bare, stream):
     assert _wait_idle(bare.generator) < 3
     ok = httpx.post(f"{bare.url}/chat/completions", json={**LONG, "max_tokens": 4}, timeout=60)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 4  # the slot serves the next
+
+
+# -- the web chat, in headless Chromium ---------------------------------------------------------------
+
+
+def test_the_web_chat_signs_in_streams_and_shows_clickable_citations(served, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    try:
+        page.goto(served.url)
+        page.fill("#key", "ek-wrong")
+        page.click("#signin button")
+        page.wait_for_selector("#signin-error:has-text('invalid or revoked')")
+        page.fill("#key", served.keys["staff"])
+        page.click("#signin button")
+        page.wait_for_selector("#question", state="visible")
+        assert page.eval_on_selector("#model", "s => s.value") == "expertkit"
+
+        page.fill("#question", MAKER_Q)
+        page.keyboard.press("Enter")
+        answer = page.locator("[data-testid=answer]").nth(0)
+        answer.locator(".sources").wait_for(timeout=120_000)  # the verified answer replaced the draft
+        assert "docs/public/kestrel.md" in answer.locator(".sources").inner_text()
+        assert answer.locator("text=Harlow").count() or "Harlow" in answer.inner_text()
+        answer.locator(".sources .cite").first.click()
+        passage = answer.locator(".passage")
+        passage.wait_for()
+        assert "docs/public/" in passage.inner_text() and "“" in passage.inner_text()
+
+        page.fill("#question", "What colour is the chairman's yacht?")
+        page.keyboard.press("Enter")
+        missing = page.locator("[data-testid=answer]").nth(1)
+        missing.locator(".notfound-label").wait_for(timeout=120_000)
+        assert missing.locator(".notfound-label").inner_text() == "Not found in the documents"
+        page.screenshot(path=str(os.environ.get("CHAT_SCREENSHOT") or tmp_path / "chat.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_the_web_chat_never_shows_another_groups_passage(served, browser):
+    page = browser.new_page()
+    try:
+        page.goto(served.url)
+        page.fill("#key", served.keys["staff"])
+        page.click("#signin button")
+        page.wait_for_selector("#question", state="visible")
+        page.fill("#question", SALARY_Q)
+        page.keyboard.press("Enter")
+        answer = page.locator("[data-testid=answer]").nth(0)
+        answer.locator(".sources, .notfound-label").first.wait_for(timeout=120_000)
+        assert "231,400" not in answer.inner_text() and "salaries.md" not in answer.inner_text()
+    finally:
+        page.close()
