@@ -345,3 +345,14 @@ def test_db_start_index_copy_and_search_on_postgres(tmp_path_factory):
     down = run("search", "pump", "-w", str(ws), *pg)
     assert down.returncode != 0 and "Traceback" not in down.stderr
     assert "db start" in down.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [(["bogus"], "No such command 'bogus'"), (["search"], "Missing argument")])
+def test_usage_errors_print_clicks_message_without_a_traceback(args, needle):
+    result = run(*args)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_arguments_prints_the_help():
+    result = run()
+    assert "Traceback" not in result.stdout + result.stderr and "keys" in result.stdout + result.stderr

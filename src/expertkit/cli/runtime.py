@@ -1,0 +1,77 @@
+"""The warm llama.cpp server: runtime start, status, stop."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+from expertkit.cli.common import (
+    JsonOpt,
+    SetOpt,
+    WorkspaceOpt,
+    _ensure_model,
+    _open,
+    console,
+    err,
+    runtime_app,
+)
+from expertkit.errors import ExpertkitError
+
+
+@runtime_app.command("start")
+def runtime_start(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 = a free one")] = 0,
+    workspace: WorkspaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Start llama-server for generate.model and keep it warm: ask, chat and serve reuse it."""
+    from expertkit.models.llamacpp import start_runtime
+    from expertkit.models.registry import is_gguf, resolve
+
+    ws = _open(workspace, set_)
+    g = ws.settings.generate
+    if not is_gguf(g.model):
+        raise ExpertkitError(f"generate.model = {g.model} is not a GGUF model; the llama.cpp runtime serves GGUF files")
+    _ensure_model(g.model)
+    path = resolve(g.model, "generator")
+    with err.status(f"starting llama-server with {g.model}…"):
+        info = start_runtime(ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port)
+    console.print(
+        f"llama-server pid {info.pid} serving {info.model} on {info.url}/v1 "
+        f"({info.parallel} slots × {info.ctx_size} tokens, {info.threads} threads) · log {info.log}"
+    )
+
+
+@runtime_app.command("status")
+def runtime_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
+    """Whether this workspace's warm server runs, and what it serves."""
+    from dataclasses import asdict
+
+    from expertkit.models.llamacpp import read_runtime
+
+    ws = _open(workspace, None)
+    info = read_runtime(ws.data_dir)
+    if json_:
+        print(json.dumps({"running": info is not None, **(asdict(info) if info else {})}, indent=2))
+        return
+    if info is None:
+        console.print("no warm server: commands start a private one each time (`expertkit runtime start`)")
+        return
+    up = time.time() - info.started
+    console.print(
+        f"running: pid {info.pid} · {info.model} · {info.url}/v1 · {info.parallel} slots × {info.ctx_size} tokens"
+        f" · {info.threads} threads · up {up / 60:.0f} min · log {info.log}"
+    )
+
+
+@runtime_app.command("stop")
+def runtime_stop(workspace: WorkspaceOpt = None) -> None:
+    """Stop this workspace's warm server."""
+    from expertkit.models.llamacpp import stop_runtime
+
+    ws = _open(workspace, None)
+    info = stop_runtime(ws.data_dir)
+    console.print(f"stopped llama-server pid {info.pid}" if info else "no warm server was running")
