@@ -540,7 +540,7 @@ def _where(c: dict[str, Any]) -> str:
     if c["page"]:
         parts.append(f"page {c['page']}")
     if c["record_id"]:
-        parts.append(f"row {c['record_id']}")
+        parts.append(c["record_id"])  # already says what it is: "row 3", "record 12"
     if c["section"]:
         parts.append(f"§ {c['section']}")
     return ", ".join(parts)
