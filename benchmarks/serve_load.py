@@ -73,6 +73,8 @@ async def ask(http: httpx.AsyncClient, url: str, key: str, question: str, stream
                 if "error" in event:
                     return 599, time.perf_counter() - started, event
                 last = event
+        if not last.get("choices") or not last["choices"][0].get("finish_reason"):
+            return 597, time.perf_counter() - started, {"error": "the stream ended without a finish_reason"}
         last["first_event_s"] = first
         return 200, time.perf_counter() - started, last
 

@@ -293,12 +293,20 @@ def serve(
                 tuned.generator,
                 tuned,
                 f"the expert with adapter {a.name} (fine-tuned on {len(records)} documents)",
-                [frozenset(r.groups) if r else None for r in records],
+                ServedModel.learned([frozenset(r.groups) if r else None for r in records]),
             )
         )
     app_ = create_app(
-        generator, rag, g.max_new_tokens, adapters=adapters, keys=keys, settings=ws.settings.serve, root=ws.root
+        generator,
+        rag,
+        g.max_new_tokens,
+        adapters=adapters,
+        keys=keys,
+        settings=ws.settings.serve,
+        root=ws.root,
+        require_keys=not _loopback(host),
     )
+    rag.embedder.model  # noqa: B018 - loaded now, not by the first question
     names = [EXPERT_ID + " (default: answers from the documents, cited)", *(m.id for m in adapters), generator.name]
     console.print(f"serving on http://{host}:{port}: the web chat at /, OpenAI's API at /v1")
     console.print(f"models: {', '.join(names)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,16 @@ class Embedder:
         self.dtype = ("bf16" if cpu_has_native_bf16() else "fp32") if dtype == "auto" else dtype
         self._path = resolve(model, "embedder")  # fail early with the install command
         self._model = None
+        # one encode at a time: a server encodes from several threads, and a fast tokenizer refuses
+        # concurrent use ("Already borrowed"); encoding takes milliseconds, generation seconds
+        self._lock = threading.RLock()
 
     @property
     def model(self):
+        with self._lock:
+            return self._load()
+
+    def _load(self):
         if self._model is None:
             import torch
             import transformers
@@ -80,7 +88,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             out = self.model.encode(
                 texts,
                 batch_size=batch_size or self.batch_size,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import threading
@@ -39,23 +40,35 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from expertkit.config import ServeSettings
-from expertkit.errors import ExpertkitError
+from expertkit.errors import ExpertkitError, GeneratorError
 from expertkit.models.generator import Generator
 from expertkit.rag import RAG, Answer, strip_citations
 
 EXPERT_ID = "expertkit"
+log = logging.getLogger("expertkit.serve")
 SOURCES_HEADING = "Sources:"
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]  # OpenAI's content parts: text only (this server reads no images)
+
+    def plain(self) -> dict[str, str]:
+        """As the generators take it: the developer role is OpenAI's newer name for system."""
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
 class ChatRequest(BaseModel):
     model: str = ""
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
 
@@ -83,6 +96,11 @@ class ServedModel:
         if groups is None:
             return True
         return all(g is not None and bool(g & set(groups)) for g in self.trained_on)
+
+    @staticmethod
+    def learned(groups_per_source: list[frozenset[str] | None]) -> list[frozenset[str] | None]:
+        """An adapter whose lineage names no documents may have learned anything: the owner's only."""
+        return groups_per_source or [None]
 
 
 @dataclass
@@ -144,6 +162,21 @@ class Admission:
         self.mean_s = 0.8 * self.mean_s + 0.2 * seconds
 
 
+class _Stream(StreamingResponse):
+    """An event stream that calls ``on_close`` once it is over, however it ends: finished, failed, or
+    the client gone before the first event (then the body generator never runs, nor its finally)."""
+
+    def __init__(self, content, on_close: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
 class BodyLimit:
     """A request body over ``limit`` bytes gets 413: at once when Content-Length says so, else as soon as
     the bytes received pass it. Plain ASGI (not BaseHTTPMiddleware), so handlers still see a client leave."""
@@ -177,9 +210,10 @@ def create_app(
     max_tokens: int = 256,
     *,
     adapters: list[ServedModel] | None = None,
-    keys=None,  # a KeyStore; None or one without keys = every caller is the owner
+    keys=None,  # a KeyStore; while it has never held a key, local callers are the owner
     settings: ServeSettings | None = None,
     root: Path | None = None,
+    require_keys: bool = False,  # a server on a network interface: a key always, even before any is made
 ) -> FastAPI:
     """The app over one generator, the RAG pipeline on it (the expert), and adapters on the same server.
 
@@ -214,7 +248,17 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
 
     def authenticate(request: Request) -> Caller:
-        if keys is None or not keys.has_keys():
+        try:
+            configured = keys is not None and keys.configured()
+        except ExpertkitError:
+            raise ApiError(503, "the server's API keys are unreadable: its owner must repair .expertkit/keys.json",
+                           "server_error") from None  # fmt: skip
+        if not configured and not require_keys:
+            # no key was ever made: the owner's own machine only. The Host check stops a web page that
+            # rebinds its name to 127.0.0.1 (DNS rebinding) from reading the documents through a browser.
+            if request.url.hostname not in ("127.0.0.1", "localhost", "::1"):
+                raise ApiError(401, "this server has no API keys, so it answers only requests to 127.0.0.1",
+                               "invalid_request_error", code="invalid_api_key")  # fmt: skip
             return Caller("owner", None)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -313,11 +357,11 @@ def create_app(
                 "messages",
             )
         model = pick_model(req.model, caller)
-        messages = [m.model_dump() for m in req.messages]
+        messages = [m.plain() for m in req.messages]
         if model.rag is not None and messages[-1]["role"] != "user":
             raise ApiError(400, "messages: the last message must be the user's question", "invalid_request_error",
                            "messages")  # fmt: skip
-        n_new = req.max_tokens or max_tokens
+        n_new = req.max_completion_tokens or req.max_tokens or max_tokens
         if model.rag is None:  # the prompt and the answer must fit: max_tokens is capped to what is left
             room = model.generator.context_window - await asyncio.to_thread(model.generator.count_tokens, messages)
             if room < 1:
@@ -367,7 +411,7 @@ def create_app(
             except ClientGone:
                 return JSONResponse({}, status_code=499)  # nobody reads it
             except ExpertkitError as exc:
-                raise ApiError(400, str(exc), "invalid_request_error") from None
+                raise _client_or_server(exc) from None
             finally:
                 admission.leave()
             return body(result)
@@ -401,8 +445,12 @@ def create_app(
                         raise ClientGone
                 try:
                     result = future.result()
-                except ExpertkitError as exc:  # reported in-stream, as OpenAI does
-                    yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'invalid_request_error'}})}\n\n"
+                except ClientGone:
+                    raise
+                except Exception as exc:  # reported in-stream, as OpenAI does
+                    error = _client_or_server(exc)
+                    yield f"data: {json.dumps({'error': {'message': str(error), 'type': error.kind}})}\n\n"
+                    yield "data: [DONE]\n\n"
                     return
                 if isinstance(result, Answer):
                     tail = _stream_tail("".join(draft), result, root)
@@ -410,9 +458,9 @@ def create_app(
                         yield frame({"content": tail})
                     full = body(result)
                     extra = {k: v for k, v in full.items() if k in ("usage", "citations", "expertkit")}
-                    yield frame({}, result.finish_reason, extra)
+                    yield frame({}, _finish(result.finish_reason), extra)
                 else:
-                    yield frame({}, result.finish_reason, {"usage": body(result)["usage"]})
+                    yield frame({}, _finish(result.finish_reason), {"usage": body(result)["usage"]})
                 yield "data: [DONE]\n\n"
             except (ClientGone, asyncio.CancelledError):
                 cancel.set()
@@ -423,9 +471,12 @@ def create_app(
                 if getter is not None:
                     getter.cancel()
                 cancel.set()  # a finished worker ignores it; a running one stops at its next token
-                admission.leave()
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        def closed() -> None:
+            cancel.set()
+            admission.leave()
+
+        return _Stream(events(), closed)
 
     @app.post("/v1/ask")
     async def ask(req: AskRequest, request: Request):
@@ -451,7 +502,7 @@ def create_app(
         except ClientGone:
             return JSONResponse({}, status_code=499)
         except ExpertkitError as exc:
-            raise ApiError(400, str(exc), "invalid_request_error") from None
+            raise _client_or_server(exc) from None
         finally:
             admission.leave()
         out = answer.to_json()
@@ -586,9 +637,21 @@ def _quietly(future) -> None:
         future.exception()  # retrieved, so asyncio does not log it
 
 
+def _finish(reason: str) -> str:
+    return reason if reason in ("stop", "length") else "stop"
+
+
 def _choice(text: str, finish: str) -> dict[str, Any]:
-    finish = finish if finish in ("stop", "length") else "stop"
-    return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+    return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": _finish(finish)}
+
+
+def _client_or_server(exc: Exception) -> ApiError:
+    """A question the client can fix is 400; the model server failing is 502, said without its
+    internals (its address, its log), which go to this server's log for its owner."""
+    if isinstance(exc, ExpertkitError) and not isinstance(exc, GeneratorError):
+        return ApiError(400, str(exc), "invalid_request_error")
+    log.warning("answering failed: %s: %s", type(exc).__name__, exc)
+    return ApiError(502, "the model server failed to answer; try again in a moment", "server_error")
 
 
 def _error(status: int, message: str, kind: str, param: str | None = None, code: str | None = None,

@@ -49,7 +49,7 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._by_hash: dict[str, KeyRecord] = {}
         self._records: list[KeyRecord] = []
 
@@ -68,7 +68,7 @@ class KeyStore:
         """Reread the file when it changed (a `keys revoke` in another process takes effect at once)."""
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             stamp = None
         if stamp != self._stamp or stamp is None:
@@ -79,6 +79,12 @@ class KeyStore:
     def records(self) -> list[KeyRecord]:
         self._refresh()
         return list(self._records)
+
+    def configured(self) -> bool:
+        """Whether keys were ever made here: from then on a server asks every caller for one, even when
+        all are revoked (revoking the last key must not open the server)."""
+        self._refresh()
+        return bool(self._records)
 
     def has_keys(self) -> bool:
         """Whether any key is active: a server with none answers only on the loopback interface."""
