@@ -37,3 +37,5 @@ $EK advise -w "$WS"
 echo
 echo "Measure the routes on this corpus (trains two adapters, about 20 minutes on 2 cores):"
 echo "  $EK advise --measure -w $WS"
+echo "Serve it to a team (OpenAI's API and a web chat at http://127.0.0.1:8000/, one key per person or app):"
+echo "  $EK keys add alice --group everyone -w $WS && $EK serve -w $WS"
