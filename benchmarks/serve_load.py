@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from expertkit.models.llamacpp import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
     "What is the price in euros of the seal kit NP-4472?",
@@ -152,14 +154,6 @@ def start_server(args, ws: Path) -> tuple[subprocess.Popen, str, str]:
             pass
         time.sleep(1)
     raise SystemExit("expertkit serve did not start within 10 minutes")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

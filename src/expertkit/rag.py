@@ -325,10 +325,10 @@ class RAG:
             known += [float(v) for v in vectors[1:] @ vectors[0]]
         return max(known)
 
-    def _generate(self, messages: Messages, on_token, timings: dict[str, float], max_new_tokens: int | None = None):
+    def _generate(self, messages: Messages, on_token, timings: dict[str, float], max_new_tokens: int):
         if self.generator is None:
             raise QuestionError("no generator configured")
-        gen = self.generator.generate(messages, max_new_tokens or self.max_new_tokens, self.temperature, on_token)
+        gen = self.generator.generate(messages, max_new_tokens, self.temperature, on_token)
         timings.update(
             prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens,
@@ -473,7 +473,7 @@ def _citation(n: int, hit: SearchHit, quote: str, attributed: bool) -> Citation:
 def _body_sentences(hit: SearchHit) -> list[str]:
     """A passage's sentences without its heading lines ("Maintenance"), which support nothing and make
     poor quotes; a passage that is only a heading keeps it."""
-    headings = {part.strip().lower() for part in (hit.chunk.heading or "").split(">")}
+    headings = {part.strip().lower() for part in hit.chunk.section}
     sentences = split_sentences(hit.chunk.text) or [hit.chunk.text]
     body = [s for s in sentences if s.lstrip("#").strip().lower() not in headings]
     return body or sentences

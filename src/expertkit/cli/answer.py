@@ -257,12 +257,12 @@ def serve(
     import uvicorn
 
     from expertkit.models.generator import choose_backend, make_generator
-    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app
+    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app, is_loopback
     from expertkit.tune.adapters import list_adapters
 
     ws = _open(workspace, set_)
     keys = ws.key_store()
-    if not keys.has_keys() and not _loopback(host):
+    if not keys.has_keys() and not is_loopback(host):
         raise ExpertkitError(
             f"no API keys yet, so anyone who reaches {host} could read every document: make one with "
             "`expertkit keys add NAME --group G`, or serve on 127.0.0.1"
@@ -304,7 +304,7 @@ def serve(
         keys=keys,
         settings=ws.settings.serve,
         root=ws.root,
-        require_keys=not _loopback(host),
+        require_keys=not is_loopback(host),
     )
     rag.embedder.model  # noqa: B018 - loaded now, not by the first question
     names = [EXPERT_ID + " (default: answers from the documents, cited)", *(m.id for m in adapters), generator.name]
@@ -318,14 +318,3 @@ def serve(
         "`expertkit keys add NAME --group G` makes the server ask for keys[/yellow]"
     )
     uvicorn.run(app_, host=host, port=port, log_level="warning")
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

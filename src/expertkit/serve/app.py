@@ -256,7 +256,7 @@ def create_app(
         if not configured and not require_keys:
             # no key was ever made: the owner's own machine only. The Host check stops a web page that
             # rebinds its name to 127.0.0.1 (DNS rebinding) from reading the documents through a browser.
-            if request.url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            if not is_loopback(request.url.hostname or ""):
                 raise ApiError(401, "this server has no API keys, so it answers only requests to 127.0.0.1",
                                "invalid_request_error", code="invalid_api_key")  # fmt: skip
             return Caller("owner", None)
@@ -319,9 +319,9 @@ def create_app(
         data.sort(key=lambda d: not d["default"])
         return {"object": "list", "data": data}
 
-    async def admitted(request: Request, work: Callable[[threading.Event], Any], cancel: threading.Event):
-        """Run ``work`` in a slot once one is free; a client that leaves while waiting or while its answer
-        is written sets ``cancel`` (the worker stops at its next token) and raises ClientGone."""
+    async def admitted(request: Request, work: Callable[[], Any]) -> asyncio.Future:
+        """``work`` running in a slot once one is free (a future); a client that leaves while waiting
+        raises ClientGone."""
         loop = asyncio.get_running_loop()
         acquire = asyncio.ensure_future(admission.sem.acquire())
         try:
@@ -338,12 +338,23 @@ def create_app(
 
         def run():
             try:
-                return work(cancel)
+                return work()
             finally:
                 loop.call_soon_threadsafe(admission.sem.release)
                 admission.record(time.perf_counter() - started)
 
         return loop.run_in_executor(pool, run)
+
+    async def answered(request: Request, work: Callable[[], Any], cancel: threading.Event):
+        """Not streamed: admitted, answered in a slot, the client watched (ClientGone when it left); a
+        failure becomes the client's 400 or the server's 502."""
+        admission.enter()
+        try:
+            return await _watch(request, await admitted(request, work), cancel)
+        except ExpertkitError as exc:
+            raise _client_or_server(exc) from None
+        finally:
+            admission.leave()
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest, request: Request):
@@ -373,19 +384,14 @@ def create_app(
                     "messages",
                 )
             n_new = min(n_new, room)
-        admission.enter()
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
         cancel = threading.Event()
         pieces: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
+        streamed = (lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)) if req.stream else None
+        on_token = _until(cancel, streamed)
 
-        def on_token(piece: str) -> None:
-            if cancel.is_set():
-                raise ClientGone
-            if req.stream:
-                loop.call_soon_threadsafe(pieces.put_nowait, piece)
-
-        def work(cancel: threading.Event):
+        def work():
             if model.rag is None:
                 return model.generator.generate(messages, n_new, req.temperature, on_token)
             return _answer(model.rag, messages, caller, n_new, on_token)
@@ -406,15 +412,9 @@ def create_app(
 
         if not req.stream:
             try:
-                future = await admitted(request, work, cancel)
-                result = await _watch(request, future, cancel)
+                return body(await answered(request, work, cancel))
             except ClientGone:
                 return JSONResponse({}, status_code=499)  # nobody reads it
-            except ExpertkitError as exc:
-                raise _client_or_server(exc) from None
-            finally:
-                admission.leave()
-            return body(result)
 
         async def events():
             def frame(delta: dict, finish: str | None = None, extra: dict | None = None) -> str:
@@ -430,7 +430,7 @@ def create_app(
 
             future = getter = None
             try:
-                future = await admitted(request, work, cancel)
+                future = await admitted(request, work)
                 yield frame({"role": "assistant"})
                 draft = []
                 while not (future.done() and pieces.empty()):
@@ -476,6 +476,7 @@ def create_app(
             cancel.set()
             admission.leave()
 
+        admission.enter()
         return _Stream(events(), closed)
 
     @app.post("/v1/ask")
@@ -486,25 +487,16 @@ def create_app(
                            "invalid_request_error")  # fmt: skip
         from expertkit.index.base import Filters
 
-        admission.enter()
         cancel = threading.Event()
 
-        def on_token(piece: str) -> None:
-            if cancel.is_set():
-                raise ClientGone
-
-        def work(cancel: threading.Event) -> Answer:
+        def work() -> Answer:
             filters = Filters(tuple(req.tags), groups=caller.groups)
-            return rag.ask(req.question, filters, req.rag, req.k, on_token=on_token)
+            return rag.ask(req.question, filters, req.rag, req.k, on_token=_until(cancel))
 
         try:
-            answer = await _watch(request, await admitted(request, work, cancel), cancel)
+            answer = await answered(request, work, cancel)
         except ClientGone:
             return JSONResponse({}, status_code=499)
-        except ExpertkitError as exc:
-            raise _client_or_server(exc) from None
-        finally:
-            admission.leave()
         out = answer.to_json()
         for item in (*out["citations"], *out["retrieved"]):
             item["source"] = public_source(item["source"], root)
@@ -539,6 +531,18 @@ def _answer(rag: RAG, messages: list[dict[str, str]], caller: Caller, n_new: int
         on_token=on_token,
         max_new_tokens=n_new,
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback interface."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def public_source(path: str, root: Path | None) -> str:
@@ -630,6 +634,18 @@ async def _watch(request: Request, future: asyncio.Future, cancel: threading.Eve
             cancel.set()
             future.add_done_callback(_quietly)  # its ClientGone is expected, not news
             raise ClientGone
+
+
+def _until(cancel: threading.Event, push: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    """A generator's on_token that stops it (ClientGone) once ``cancel`` is set, else passes each piece on."""
+
+    def on_token(piece: str) -> None:
+        if cancel.is_set():
+            raise ClientGone
+        if push is not None:
+            push(piece)
+
+    return on_token
 
 
 def _quietly(future) -> None:
