@@ -352,9 +352,11 @@ LONG = {"messages": [{"role": "user", "content": "Write a very long story about 
 def test_a_full_queue_answers_429_with_retry_after(bare):
     """1 slot + 1 waiting: of 5 requests at once, 3 are turned away at once; the 2 others are answered."""
     results: list = []
+    together = threading.Barrier(5)
 
     def call():
-        response = httpx.post(f"{bare.url}/chat/completions", json={**LONG, "max_tokens": 48}, timeout=120)
+        together.wait()  # all five leave at once; each answer is long enough that none ends before all arrive
+        response = httpx.post(f"{bare.url}/chat/completions", json={**LONG, "max_tokens": 300}, timeout=120)
         results.append(response)
 
     threads = [threading.Thread(target=call) for _ in range(5)]
