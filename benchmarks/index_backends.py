@@ -4,7 +4,7 @@ latency on synthetic indexes of growing size.
 Quality: the BEIR corpus is ingested once into SQLite, copied into Postgres with its vectors (`index
 copy`: nothing re-embedded), and both are scored by nDCG@10 in bm25, dense and hybrid mode.
 
-Latency: the synthetic indexes of benchmarks/search_latency.py (Zipf words, random unit vectors) are
+Latency: the synthetic indexes of benchmarks/search_latency.py (Zipf words, clustered vectors) are
 copied into Postgres (COPY-like load first, then one HNSW build, both timed); then the same queries run
 against both backends, interleaved query by query so that machine noise hits both alike. Query
 embedding is included. Reported: p50 and p95 per mode, plus a dense search filtered by access group.

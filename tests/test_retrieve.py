@@ -82,3 +82,94 @@ def test_unknown_mode_is_a_config_error(sample_index, embedder):
 
     with pytest.raises(ConfigError, match="fuzzy"):
         Retriever(sample_index, embedder).search("x", mode="fuzzy")
+
+
+@pytest.fixture(scope="module")
+def llama(request):
+    """A llama-server per model name, started once for the module."""
+    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, free_port
+    from expertkit.models.registry import resolve
+
+    servers = {}
+
+    def start(name: str) -> LlamaCppGenerator:
+        if name not in servers:
+            servers[name] = LlamaServer(resolve(name, "generator"), name, 2048, 2, port=free_port()).start()
+        return LlamaCppGenerator(servers[name], name)
+
+    yield start
+    for server in servers.values():
+        server.stop()
+
+
+def test_llm_reranker_scores_are_the_models_yes_no_log_odds(llama):
+    import math
+
+    from expertkit.retrieve import LLMReranker
+
+    generator = llama("smollm2-135m-instruct")
+    reranker = LLMReranker(generator)
+    question, passage = "What torque for the impeller nut?", "Tighten the impeller nut to 68 N·m."
+    [score] = reranker.score(question, [passage])
+    probs = generator.next_token_logprobs(
+        [{"role": "system", "content": "Reply yes or no."}, {"role": "user", "content": "Is 2 + 2 = 4?"}]
+    )
+    assert all(lp <= 0 for lp in probs.values()) and len(probs) == 20
+    assert {t.strip().lower() for t in probs} & {"yes", "no"}  # the verdict tokens are among the top
+    assert math.isfinite(score) and reranker.last_judged == 1
+
+
+def test_llm_reranker_stops_at_its_budget_and_keeps_fusion_order_below(llama):
+    from expertkit.retrieve import LLMReranker
+
+    reranker = LLMReranker(llama("smollm2-135m-instruct"), budget_ms=1)  # spent after the first round
+    passages = [f"Passage {i} about pump maintenance." for i in range(7)]
+    scores = reranker.score("How often is the pump serviced?", passages)
+    assert reranker.last_judged == 2  # one round: as many as llama-server has slots
+    judged, rest = scores[:2], scores[2:]
+    assert max(rest) < min(judged) and rest == sorted(rest, reverse=True) and len(set(rest)) == 1
+
+
+def test_llm_rerank_from_the_workspace_settings(workspace, llama, embedder, sample_index):
+    from expertkit.errors import ConfigError
+    from expertkit.retrieve import LLMReranker
+
+    settings = SearchSettings(reranker="llm", rerank_top=6, k=3)
+    with pytest.raises(ConfigError, match="llm"):
+        Retriever(sample_index, embedder, settings)  # the reranker needs a generator to ask
+    workspace.settings.search = settings
+    retriever = workspace.retriever(sample_index, embedder, generator=llama("smollm2-135m-instruct"))
+    assert isinstance(retriever.reranker, LLMReranker)
+    hits = retriever.search("What torque for the impeller nut?")
+    assert len(hits) == 3 and all(h.score == h.scores["rerank"] for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert retriever.reranker.last_judged == 6
+
+
+@pytest.mark.slow
+def test_llm_reranker_on_qwen_puts_the_answering_passage_first(llama):
+    from expertkit.retrieve import LLMReranker
+
+    reranker = LLMReranker(llama("qwen2.5-coder-0.5b-instruct"))
+    cases = [
+        (
+            "What torque is the impeller nut tightened to?",
+            [
+                "The warranty period starts on the date of commissioning.",
+                "Our office is closed on public holidays.",
+                "Tighten the impeller nut to 68 N·m with a calibrated torque wrench.",
+            ],
+        ),
+        (
+            "How long is the warranty on the Kestrel KX-20 compressor?",
+            [
+                "Replace the main filter of the KX-20 every 750 operating hours.",
+                "The Kestrel KX-20 compressor carries a warranty of 30 months from delivery.",
+                "The cafeteria serves lunch from noon.",
+            ],
+        ),
+    ]
+    for question, passages in cases:
+        scores = reranker.score(question, passages)
+        best = max(range(len(passages)), key=scores.__getitem__)
+        assert any(w in passages[best] for w in ("68 N·m", "30 months")), (question, scores)

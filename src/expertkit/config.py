@@ -35,6 +35,11 @@ class IngestSettings(Section):
     chunk_tokens: int = Field(200, ge=16, le=8192, description="max chunk size in embedder tokens")
     chunk_overlap: int = Field(32, ge=0, description="tokens repeated between neighbouring chunks")
     max_file_mb: float = Field(200.0, gt=0, description="files larger than this are refused")
+    context_headers: bool = Field(
+        True,
+        description="embed and BM25-index each chunk with its document's title and file name (stored text stays "
+        "exact); changing it re-chunks every file on its next ingest",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
@@ -86,8 +91,15 @@ class SearchSettings(Section):
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
     bm25_weight: float = Field(1.0, ge=0, description="weight of the BM25 list in fusion")
     dense_weight: float = Field(1.0, ge=0, description="weight of the dense list in fusion")
-    reranker: str = Field("", description="cross-encoder folder or hub id; empty = no rerank")
+    reranker: str = Field(
+        "",
+        description="'llm' = the local LLM judges each passage yes/no (llama.cpp); else a cross-encoder folder; "
+        "empty = no rerank",
+    )
     rerank_top: int = Field(30, ge=1, description="fused results passed to the reranker")
+    rerank_budget_ms: float = Field(
+        5000.0, gt=0, description="llm reranker: stop judging passages after this long; the rest keep fusion order"
+    )
 
 
 class GenerateSettings(Section):

@@ -315,13 +315,16 @@ class RAG:
 
     def relevance(self, query: str, hits: list[SearchHit]) -> float:
         """The best dense cosine between the query and the hits, whatever the search mode: BM25-only
-        hits carry no dense score, so theirs is computed here (k small texts, a few ms)."""
+        hits carry no dense score, so theirs is computed here (k small texts, a few ms). A chunk with a
+        document header is also scored without it: a file name or title dilutes a short passage's
+        vector, and the threshold was calibrated on passages alone (the better of the two counts)."""
         if not hits:
             return 0.0
         known = [h.scores["dense"] for h in hits if "dense" in h.scores]
-        missing = [h for h in hits if "dense" not in h.scores]
-        if missing:
-            vectors = self.embedder.encode([query] + [h.chunk.embed_text() for h in missing])
+        texts = [h.chunk.embed_text() for h in hits if "dense" not in h.scores]
+        texts += [h.chunk.embed_text(context=False) for h in hits if h.chunk.context]
+        if texts:
+            vectors = self.embedder.encode([query, *texts])
             known += [float(v) for v in vectors[1:] @ vectors[0]]
         return max(known)
 

@@ -36,6 +36,64 @@ class CrossEncoderReranker:
         return [float(s) for s in self.model.predict([(query, p) for p in passages], show_progress_bar=False)]
 
 
+class TokenScorer(Protocol):
+    """A generator that can report its first reply token's log-probabilities (LlamaCppGenerator)."""
+
+    parallel: int
+
+    def next_token_logprobs(self, messages: list[dict], top: int = 20) -> dict[str, float]: ...
+
+
+_JUDGE = (
+    "You judge search results. Given a question and a passage, answer yes if the passage contains the answer "
+    "to the question or the facts needed for it, otherwise no. Reply with one word: yes or no."
+)
+
+
+class LLMReranker:
+    """Relevance from the local LLM: for each passage, log P(yes) − log P(no) of its one-word verdict on
+    whether the passage answers the question (as RankGPT's and Qwen3-Reranker's pointwise yes/no scoring
+    does, on whatever model llama-server runs). No cross-encoder ships offline; this needs none.
+
+    Passages are judged in fusion order, ``parallel`` at a time (llama-server's slots), until ``budget_ms``
+    is spent: those judged are reordered among themselves at the top, the rest keep their order below them.
+    """
+
+    def __init__(self, scorer: TokenScorer, budget_ms: float = 5000.0, max_chars: int = 1500) -> None:
+        self.scorer = scorer
+        self.budget_ms = budget_ms
+        self.max_chars = max_chars  # a passage is cut here (about 350 tokens): the prompt bounds the latency
+        self.last_judged = 0
+
+    def _judge(self, query: str, passage: str) -> float:
+        messages = [
+            {"role": "system", "content": _JUDGE},
+            {"role": "user", "content": f"Question: {query}\n\nPassage:\n{passage[: self.max_chars]}\n\n"
+             "Does the passage answer the question? Reply yes or no."},
+        ]  # fmt: skip
+        probs = self.scorer.next_token_logprobs(messages)
+        floor = min(probs.values(), default=0.0) - 1.0  # a verdict not among the top tokens: below all of them
+        yes = [lp for tok, lp in probs.items() if tok.strip().lower() == "yes"]
+        no = [lp for tok, lp in probs.items() if tok.strip().lower() == "no"]
+        return float(np.logaddexp.reduce(yes) if yes else floor) - float(np.logaddexp.reduce(no) if no else floor)
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        deadline = time.perf_counter() + self.budget_ms / 1e3
+        scores: list[float] = []
+        width = max(1, getattr(self.scorer, "parallel", 1))
+        with ThreadPoolExecutor(width) as pool:
+            for i in range(0, len(passages), width):
+                if scores and time.perf_counter() >= deadline:
+                    break
+                scores += pool.map(lambda p: self._judge(query, p), passages[i : i + width])
+        self.last_judged = len(scores)
+        lowest = min(scores, default=0.0)
+        # not reached in time: below every judged passage, in fusion order (the sort is stable)
+        return scores + [lowest - 1000.0] * (len(passages) - len(scores))
+
+
 def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = 60) -> list[tuple[str, float]]:
     """Reciprocal rank fusion (Cormack et al. 2009): score = Σ weight / (k + rank), ranks from 1."""
     fused: dict[str, float] = {}
@@ -54,6 +112,11 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings or SearchSettings()
+        if reranker is None and self.settings.reranker == "llm":
+            raise ConfigError(
+                "search.reranker = 'llm' judges passages with the generator: build the retriever with "
+                "Workspace.retriever(generator=...) or pass reranker=LLMReranker(generator)"
+            )
         if reranker is None and self.settings.reranker:
             reranker = CrossEncoderReranker(self.settings.reranker)
         self.reranker = reranker

@@ -69,14 +69,16 @@ class Chunk:
     record_id: str | None = None
     tags: tuple[str, ...] = ()
     chunk_id: str = ""  # "<source hash>:<ordinal>", set by the index on write
+    context: str = ""  # which document this is ("title · file name"), set by the chunker; see embed_text
 
     @property
     def heading(self) -> str:
         return " > ".join(self.section)
 
-    def embed_text(self) -> str:
-        """What the embedder and BM25 see: the heading path gives a chunk its context."""
-        return f"{self.heading}\n{self.text}" if self.section else self.text
+    def embed_text(self, context: bool = True) -> str:
+        """What the embedder and BM25 see: the document line and the heading path give a chunk its context,
+        so a passage that never names its product or company still carries it. ``text`` stays exact."""
+        return "\n".join(part for part in (self.context if context else "", self.heading, self.text) if part)
 
     def location(self) -> str:
         """Human-readable locator: path plus page, section or record."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from expertkit.config import CONFIG_FILE, Settings, default_toml, load_settings
-from expertkit.errors import WorkspaceError
+from expertkit.errors import ConfigError, WorkspaceError
 
 WORKSPACE_ENV = "EXPERTKIT_WORKSPACE"
 DATA_DIR = ".expertkit"
@@ -79,10 +79,25 @@ class Workspace:
         e = self.settings.embed
         return Embedder(e.model, e.batch_size, e.dtype)
 
-    def retriever(self, index=None, embedder=None):  # -> Retriever
-        from expertkit.retrieve import Retriever
+    def retriever(self, index=None, embedder=None, generator=None):  # -> Retriever
+        """The hybrid retriever; with ``search.reranker = "llm"`` its reranker asks ``generator`` (started
+        from the generate settings when not given: ask, chat and serve pass their own, so one server serves)."""
+        from expertkit.retrieve import LLMReranker, Retriever
 
-        return Retriever(index or self.open_index(), embedder or self.embedder(), self.settings.search)
+        s = self.settings.search
+        reranker = None
+        if s.reranker == "llm":
+            if generator is None:
+                from expertkit.models.generator import make_generator
+
+                generator = make_generator(self.settings.generate, runtime_dir=self.data_dir)
+            if not hasattr(generator, "next_token_logprobs"):
+                raise ConfigError(
+                    "search.reranker = 'llm' needs token probabilities: use generate.backend = 'llamacpp' "
+                    "(or 'auto' with a GGUF model)"
+                )
+            reranker = LLMReranker(generator, s.rerank_budget_ms)
+        return Retriever(index or self.open_index(), embedder or self.embedder(), s, reranker)
 
     def rag(self, generator, index=None, embedder=None):  # -> RAG
         """The RAG pipeline over this workspace's index, with ``generator`` and the rag/generate settings."""
@@ -90,7 +105,7 @@ class Workspace:
 
         g, r = self.settings.generate, self.settings.rag
         return RAG(
-            self.retriever(index, embedder),
+            self.retriever(index, embedder, generator),
             generator,
             r.k,
             r.min_relevance,

@@ -103,12 +103,12 @@ def test_filtered_search_reads_one_state_when_a_write_commits_mid_search(tmp_pat
     original = SQLiteIndex._allowed_ids
     raced = []
 
-    def racing(self, filters):
+    def racing(self, filters, gen=None):
         if not raced:
             raced.append(True)
             other.write_source(*target)  # rows newer than the matrix: their positions are past its end
             other.remove_source("/d/0.md")
-        return original(self, filters)
+        return original(self, filters, gen)
 
     monkeypatch.setattr(SQLiteIndex, "_allowed_ids", racing)
     idx.search_dense(unit(1), 3)  # the matrix is cached before the race
@@ -429,4 +429,78 @@ def test_threads_sharing_one_instance_search_while_it_writes(tmp_path):
     for t in threads:
         t.join()
     assert errors == [] and min(searches) > 20
+    idx.close()
+
+
+def _tagged_corpus(idx, sources=40, per=10):
+    idx.bind_embedder("t", DIM)
+    for s in range(sources):
+        tag = ("rare",) if s == 0 else ("even",) if s % 2 else ("odd",)
+        idx.write_source(*make_source(f"/d/{s}.md", [f"text {s} {i}" for i in range(per)], seed=s, tags=tag))
+
+
+def test_filtered_search_goes_through_the_graph_unless_the_filter_is_selective(tmp_path, monkeypatch):
+    idx = SQLiteIndex(tmp_path / "index.db", ann_threshold=100)
+    _tagged_corpus(idx)  # 400 chunks: about half "even", half "odd", 10 "rare"
+    exact = SQLiteIndex(tmp_path / "index.db", cache_dir=tmp_path / "exact", ann_threshold=10**9)
+    paths = []
+    for name in ("_ann_filtered", "_search_subset"):
+        original = getattr(SQLiteIndex, name)
+        monkeypatch.setattr(
+            SQLiteIndex, name, lambda self, *a, _o=original, _n=name: (self is idx and paths.append(_n)) or _o(self, *a)
+        )
+    overlap = []
+    for q in range(20):
+        got = idx.search_dense(unit(10_000 + q), 10, Filters(tags=("even",)))
+        want = exact.search_dense(unit(10_000 + q), 10, Filters(tags=("even",)))
+        assert len(got) == 10
+        assert set(_ids(got)) <= set(_ids(exact.search_dense(unit(10_000 + q), 400, Filters(tags=("even",)))))
+        overlap.append(len(set(_ids(got)) & set(_ids(want))) / 10)
+    assert np.mean(overlap) >= 0.9
+    assert set(paths) == {"_ann_filtered"}  # half the index allowed: the graph, no fallback
+    paths.clear()
+    rare = idx.search_dense(unit(7), 10, Filters(tags=("rare",)))
+    assert paths == ["_search_subset"] and len(rare) == 10  # 10 of 400 allowed: exact over them
+    assert _same(rare, exact.search_dense(unit(7), 10, Filters(tags=("rare",))))
+    exact.close()
+    idx.close()
+
+
+def test_a_graph_answer_short_of_k_falls_back_to_exact(tmp_path, monkeypatch):
+    idx = SQLiteIndex(tmp_path / "index.db", ann_threshold=100)
+    _tagged_corpus(idx)
+    exact = SQLiteIndex(tmp_path / "index.db", cache_dir=tmp_path / "exact", ann_threshold=10**9)
+    # a graph that finds nothing the filter allows (as a badly clustered filter can): exact fills k
+    monkeypatch.setattr(SQLiteIndex, "_ann_search", lambda self, dense, query, k: [(10**9, 1.0)])
+    got = idx.search_dense(unit(3), 10, Filters(tags=("odd",)))
+    assert len(got) == 10 and _same(got, exact.search_dense(unit(3), 10, Filters(tags=("odd",))))
+    exact.close()
+    idx.close()
+
+
+def test_an_ingest_brings_the_graph_up_to_date_before_any_query(tmp_path, embedder, monkeypatch):
+    from expertkit.ingest.sync import Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"d{i}.md").write_text("\n\n".join(f"Paragraph {p} of note {i} on valve V{p}." for p in range(12)))
+    idx = SQLiteIndex(tmp_path / "index.db", ann_threshold=20)
+    ingestor = Ingestor(idx, embedder, chunk_tokens=16, overlap=0)
+    report = ingestor.sync([docs])
+    chunks = sum(r.chunks for r in report.results)
+    assert chunks > 20 and report.index_seconds > 0
+    assert idx._ann is not None and len(idx._ann.index) == chunks and idx._ann.gen == idx.generation
+    saved = list((tmp_path / "cache").glob("ann-*.usearch"))
+    assert len(saved) == 1  # on disk for the next process, before any search
+    builds = []
+    monkeypatch.setattr(SQLiteIndex, "_build_ann", lambda self, dense: builds.append(1))
+    (docs / "d0.md").unlink()
+    ingestor.sync([docs], prune=True)  # the removed file's vectors leave the graph: no rebuild
+    gone = next(r.chunks for r in report.results if r.path.endswith("/d0.md"))
+    assert builds == [] and len(idx._ann.index) == chunks - gone
+    reader = SQLiteIndex(tmp_path / "index.db", ann_threshold=20)
+    reader.search_dense(embedder.encode(["valve V3"])[0], 5)
+    assert builds == []  # a new process loads the saved graph and catches up; it builds nothing
+    reader.close()
     idx.close()

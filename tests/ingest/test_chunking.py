@@ -63,3 +63,37 @@ def test_each_row_is_its_own_chunk_and_pdf_pages_are_kept(tokenizer):
 def test_overlap_must_be_smaller_than_chunk(tokenizer):
     with pytest.raises(ValueError):
         Chunker(tokenizer, chunk_tokens=32, overlap=32)
+
+
+def test_context_headers_name_the_document_and_keep_the_text_exact(tokenizer):
+    doc = read_document(EXAMPLES / "nv400-service-manual.pdf")
+    plain = Chunker(tokenizer, chunk_tokens=200, overlap=20).chunk(doc)
+    headed = Chunker(tokenizer, chunk_tokens=200, overlap=20, max_tokens=256, context=True).chunk(doc)
+    assert [c.text for c in headed] == [c.text for c in plain]  # the header is short: same chunks
+    torque = next(c for c in headed if "68 N·m" in c.text)
+    assert doc.text[torque.start : torque.end] == torque.text
+    assert torque.context == f"{doc.title} (nv400-service-manual.pdf)"
+    assert torque.embed_text().split("\n")[:2] == [torque.context, torque.heading]
+    assert all(c.context == "" for c in plain)
+
+
+def test_a_title_already_in_the_heading_path_is_not_repeated(tokenizer):
+    doc = read_document(EXAMPLES / "procedures" / "replace-mechanical-seal.md")
+    chunks = Chunker(tokenizer, context=True).chunk(doc)
+    assert doc.title == chunks[0].section[0]  # the H1
+    assert {c.context for c in chunks} == {"replace-mechanical-seal.md"}
+
+
+def test_a_long_header_shrinks_the_text_budget_so_nothing_is_truncated(tokenizer):
+    title = " ".join(f"Quarterly filing appendix volume {i}" for i in range(12))  # ~60 tokens, cut to 100 chars
+    section = tuple(f"Part {i} of the consolidated statements of the group" for i in range(6))
+    sentences = " ".join(f"Line {i} of the table lists account 40{i:02d} and its balance." for i in range(80))
+    doc = Document.from_blocks("/x/filing.pdf", "pdf", [Block(sentences, section=section)], title=title)
+    chunker = Chunker(tokenizer, chunk_tokens=200, overlap=20, max_tokens=256, context=True)
+    chunks = chunker.chunk(doc)
+    assert chunks[0].context.endswith("… (filing.pdf)") and len(chunks[0].context) < 130
+    for c in chunks:
+        assert tokens(tokenizer, c.embed_text()) + 2 <= 256 + 4  # header + text fit the embedder
+    assert max(tokens(tokenizer, c.text) for c in chunks) < 200 - 20  # the budget really shrank
+    covered = "".join(doc.text[c.start : c.end] for c in chunks)
+    assert "account 4000" in covered and "account 4079" in covered

@@ -139,3 +139,37 @@ def test_unreadable_file(tmp_path):
 def test_other_legacy_code_pages_are_detected(tmp_path):
     text = "Насос NV-400: момент затяжки гайки рабочего колеса 68 Н·м. Проверяйте уплотнение каждые 8000 часов."
     assert decode_text(tmp_path / "ru.txt", text.encode("cp1251")) == text
+
+
+def _titled_pdf(path, title, lines):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    if title is not None:
+        pdf.set_title(title)
+    pdf.set_font("helvetica", size=11)
+    pdf.add_page()
+    for line in lines:
+        pdf.multi_cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return read_document(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "title", "lines", "expected"),
+    [
+        ("a.pdf", "Halvorsen Marine Annual Report 2025", ["Chair's statement"], "Halvorsen Marine Annual Report 2025"),
+        # an authoring tool's placeholder is no title: page 1's first line is
+        ("b.pdf", "Microsoft Word - Document1", ["Kestrel KX-20 Manual", "Specifications"], "Kestrel KX-20 Manual"),
+        ("c.pdf", None, ["Kestrel KX-20 Manual", "Specifications"], "Kestrel KX-20 Manual"),
+        # a sentence is no title either: the file name is
+        ("kx-20_manual.pdf", "untitled", ["Pressure is 32 bar at 3000 rpm."], "kx 20 manual"),
+    ],
+)
+def test_document_title_from_metadata_first_line_or_file_name(tmp_path, name, title, lines, expected):
+    assert _titled_pdf(tmp_path / name, title, lines).title == expected
+
+
+def test_titles_of_other_formats():
+    assert read_document(EXAMPLES / "procedures" / "replace-mechanical-seal.md").title.startswith("Replacing")
+    assert read_document(EXAMPLES / "parts.csv").title == "parts"  # a table is named by its file

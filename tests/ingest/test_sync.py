@@ -285,3 +285,39 @@ def test_access_groups_from_flags_rules_and_the_default(index, embedder, tmp_pat
     assert again.count("unchanged") >= 2
     repinned = only_default.sync([root / "notes.md"], groups=["board"])
     assert repinned.count("retagged") == 1 and groups("notes.md") == (("board",), True)
+
+
+def test_turning_context_headers_off_rechunks_unchanged_files_and_reuses_what_it_can(index, embedder, tmp_path):
+    write_docs(tmp_path / "docs", 2, "v1")
+    headed = Ingestor(index, embedder, chunk_tokens=120, overlap=16)
+    assert headed.sync([tmp_path / "docs"]).count("added") == 2
+    chunks = index.source_chunks(source_key(tmp_path / "docs" / "doc000.md"))
+    assert {c.context for c in chunks} == {"doc000.md"}  # the H1 is the title and already the heading path
+    assert headed.sync([tmp_path / "docs"]).count("unchanged") == 2
+
+    plain = Ingestor(index, embedder, chunk_tokens=120, overlap=16, context_headers=False)
+    report = plain.sync([tmp_path / "docs"])  # same bytes, other settings: re-chunked, not skipped
+    assert report.count("updated") == 2 and report.embedded > 0
+    assert {c.context for c in index.source_chunks(source_key(tmp_path / "docs" / "doc000.md"))} == {""}
+    assert plain.sync([tmp_path / "docs"]).count("unchanged") == 2
+    back = headed.sync([tmp_path / "docs"])  # the headed vectors are gone with their chunks: embedded again
+    assert back.count("updated") == 2
+
+
+def test_a_question_naming_the_company_finds_its_document_when_passages_do_not(index, embedder, tmp_path):
+    from fpdf import FPDF
+
+    from expertkit.retrieve import Retriever
+
+    for company, revenue in (("Halvorsen Marine", 412), ("Brightwater Foods", 733), ("Oakridge Timber", 268)):
+        pdf = FPDF()
+        pdf.set_title(f"{company} Annual Report 2025")
+        pdf.set_font("helvetica", size=11)
+        pdf.add_page()
+        pdf.multi_cell(0, 6, f"Revenue for the year was EUR {revenue} million. The margin was 12 percent.")
+        pdf.output(str(tmp_path / f"report-{revenue}.pdf"))  # the file name does not name the company either
+    Ingestor(index, embedder).sync([tmp_path])
+    retriever = Retriever(index, embedder)
+    for mode in ("hybrid", "bm25", "dense"):
+        top = retriever.search("What was Brightwater Foods' revenue in 2025?", k=1, mode=mode)[0].chunk
+        assert "733" in top.text and top.context.startswith("Brightwater Foods Annual Report 2025"), mode

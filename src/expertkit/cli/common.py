@@ -94,7 +94,9 @@ def _ingestor(ws: Workspace, index, embedder=None):
 
     s = ws.settings.ingest
     access = AccessPolicy(ws.settings.access)
-    return Ingestor(index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access)
+    return Ingestor(
+        index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access, s.context_headers
+    )
 
 
 def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:

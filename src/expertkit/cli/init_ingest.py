@@ -81,11 +81,12 @@ def ingest(
     index.close()
     counts = {s: report.count(s) for s in ("added", "updated", "retagged", "unchanged", "removed", "skipped", "failed")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    work = report.seconds - report.load_seconds
+    work = report.seconds - report.load_seconds - report.index_seconds
     rate = report.embedded / work if work > 0 else 0
     console.print(
         f"{summary or 'nothing to do'} · {report.embedded} chunks embedded, {report.reused} reused"
         f" · {report.seconds:.1f}s ({rate:,.0f} chunks/s after {report.load_seconds:.1f}s model load)"
+        + (f" · search index updated in {report.index_seconds:.1f}s" if report.index_seconds >= 0.1 else "")
     )
     for r in report.results:
         if r.status == "skipped":

@@ -32,9 +32,12 @@ class SourceRecord:
     synced_at: float = 0.0
     groups: tuple[str, ...] = ()  # access groups: who may retrieve this source's chunks
     groups_pinned: bool = False  # set by `ingest --group`: later syncs keep them rather than apply the rules
+    pipeline: str = ""  # the chunking settings it was written with; a change re-chunks it on the next sync
 
 
-SOURCE_COLUMNS = "path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, groups_pinned"
+SOURCE_COLUMNS = (
+    "path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, groups_pinned, pipeline"
+)
 
 
 def source_values(source: SourceRecord, n_chunks: int) -> tuple:
@@ -50,6 +53,7 @@ def source_values(source: SourceRecord, n_chunks: int) -> tuple:
         json.dumps(list(source.warnings)),
         source.synced_at or time.time(),
         source.groups_pinned,
+        source.pipeline,
     )
 
 

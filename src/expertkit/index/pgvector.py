@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS {s}.sources (
     synced_at double precision NOT NULL,
     tags text[] NOT NULL DEFAULT '{{}}',
     groups text[] NOT NULL DEFAULT '{{}}',
-    groups_pinned boolean NOT NULL DEFAULT false
+    groups_pinned boolean NOT NULL DEFAULT false,
+    pipeline text NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS {s}.chunks (
     id bigserial PRIMARY KEY,
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS {s}.chunks (
     path text NOT NULL,
     file_type text NOT NULL,
     tags text[] NOT NULL DEFAULT '{{}}',
-    groups text[] NOT NULL DEFAULT '{{}}'
+    groups text[] NOT NULL DEFAULT '{{}}',
+    context text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON {s}.chunks (source_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON {s}.chunks (text_hash);
@@ -99,6 +101,13 @@ CREATE TABLE IF NOT EXISTS {s}.syncs (
     unchanged integer NOT NULL, failed integer NOT NULL, sources integer NOT NULL
 );
 """
+
+
+# columns added since the first schema, as (table, column, definition)
+_ADDED_COLUMNS = (
+    ("sources", "pipeline", "text NOT NULL DEFAULT ''"),
+    ("chunks", "context", "text NOT NULL DEFAULT ''"),
+)
 
 
 def _connect(dsn: str):
@@ -148,6 +157,7 @@ class PostgresIndex:
         self.iterative_scan = tuple(int(x) for x in re.findall(r"\d+", version)[:2]) >= (0, 8)
         with self._transaction(lock=True):
             self.conn.execute(_schema(schema))
+            self._upgrade()
             self.conn.execute(
                 f"INSERT INTO {self.s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
@@ -158,6 +168,19 @@ class PostgresIndex:
             if lock:  # schema changes and the embedder binding: one session at a time
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             yield
+
+    def _upgrade(self) -> None:
+        """Add the columns that a schema written by an older expertkit lacks (an ALTER only when one is missing:
+        it locks the table)."""
+        have = set(
+            self.conn.execute(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = %s",
+                (self.s,),
+            ).fetchall()
+        )
+        for table, column, ddl in _ADDED_COLUMNS:
+            if (f"{table}.{column}",) not in have:
+                self.conn.execute(f"ALTER TABLE {self.s}.{table} ADD COLUMN {column} {ddl}")
 
     def _meta(self, key: str) -> str | None:
         row = self.conn.execute(f"SELECT value FROM {self.s}.meta WHERE key = %s", (key,)).fetchone()
@@ -199,13 +222,26 @@ class PostgresIndex:
     # -- sources -------------------------------------------------------------------------------------
 
     _SOURCE_COLUMNS = (
-        "path, content_hash, file_type, size, mtime, tags, n_chunks, title, warnings, synced_at, groups, groups_pinned"
+        "path, content_hash, file_type, size, mtime, tags, n_chunks, title, warnings, synced_at, groups, groups_pinned,"
+        " pipeline"
     )
 
     def _source(self, row: tuple) -> SourceRecord:
-        path, digest, ftype, size, mtime, tags, n, title, warnings, synced_at, groups, pinned = row
+        path, digest, ftype, size, mtime, tags, n, title, warnings, synced_at, groups, pinned, pipeline = row
         return SourceRecord(
-            path, digest, ftype, size, mtime, tuple(tags), n, title, tuple(warnings), synced_at, tuple(groups), pinned
+            path,
+            digest,
+            ftype,
+            size,
+            mtime,
+            tuple(tags),
+            n,
+            title,
+            tuple(warnings),
+            synced_at,
+            tuple(groups),
+            pinned,
+            pipeline,
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
@@ -226,16 +262,16 @@ class PostgresIndex:
         with self._transaction(), self.conn.cursor() as cur:
             cur.execute(f"DELETE FROM {self.s}.sources WHERE path = %s", (source.path,))
             cur.execute(
-                f"INSERT INTO {self.s}.sources ({SOURCE_COLUMNS}, tags, groups) VALUES ({', '.join(['%s'] * 12)})"
+                f"INSERT INTO {self.s}.sources ({SOURCE_COLUMNS}, tags, groups) VALUES ({', '.join(['%s'] * 13)})"
                 " RETURNING id",
                 (*source_values(source, len(chunks)), tags, groups),
             )
             sid = cur.fetchone()[0]
             cur.executemany(
                 f"INSERT INTO {self.s}.chunks (chunk_id, source_id, ordinal, text, page, section, record_id, start,"
-                ' "end", text_hash, tsv, n_terms, embedding, path, file_type, tags, groups) SELECT %s, %s, %s, %s,'
-                " %s, %s, %s, %s, %s, %s, t.tsv, (SELECT coalesce(sum(array_length(positions, 1)), 0) FROM"
-                " unnest(t.tsv)), %s, %s, %s, %s, %s FROM (SELECT to_tsvector(%s, %s) AS tsv) t",
+                ' "end", text_hash, tsv, n_terms, embedding, path, file_type, tags, groups, context) SELECT %s, %s, %s,'
+                " %s, %s, %s, %s, %s, %s, %s, t.tsv, (SELECT coalesce(sum(array_length(positions, 1)), 0) FROM"
+                " unnest(t.tsv)), %s, %s, %s, %s, %s, %s FROM (SELECT to_tsvector(%s, %s) AS tsv) t",
                 [
                     (
                         c.chunk_id,
@@ -253,6 +289,7 @@ class PostgresIndex:
                         source.file_type,
                         tags,
                         groups,
+                        c.context,
                         TEXT_CONFIG,
                         body,
                     )
@@ -402,13 +439,13 @@ class PostgresIndex:
         if not chunk_ids:
             return []
         rows = self.conn.execute(
-            'SELECT chunk_id, text, path, ordinal, start, "end", file_type, page, section, record_id, tags'
+            'SELECT chunk_id, text, path, ordinal, start, "end", file_type, page, section, record_id, tags, context'
             f" FROM {self.s}.chunks WHERE chunk_id = ANY(%s)",
             (list(chunk_ids),),
         )
         found = {
-            cid: Chunk(text, path, ordinal, start, end, ftype, page, tuple(section), rid, tuple(tags), cid)
-            for cid, text, path, ordinal, start, end, ftype, page, section, rid, tags in rows
+            cid: Chunk(text, path, ordinal, start, end, ftype, page, tuple(section), rid, tuple(tags), cid, ctx)
+            for cid, text, path, ordinal, start, end, ftype, page, section, rid, tags, ctx in rows
         }
         return [found[c] for c in chunk_ids if c in found]
 

@@ -2,8 +2,11 @@
 
 SQLite is ACID, so a process killed mid-ingest leaves each source fully old or fully new. BM25 comes
 from FTS5. Dense search is an exact inner product over a float32 matrix cached in memory and on disk;
-above ``ann_threshold`` chunks an HNSW graph (usearch) serves unfiltered queries. The caches are never
-the source of truth.
+above ``ann_threshold`` chunks an HNSW graph (usearch) serves queries, kept up to date by every ingest
+(``prepare_search``: vectors added and removed, not rebuilt). A filtered query goes through the graph when
+the filter allows at least ``ANN_FILTER_SHARE`` of the chunks, asking it for enough neighbours that k
+allowed ones are expected; a more selective filter, or a graph answer short of k, is scored exactly over
+the allowed rows. The caches are never the source of truth.
 
 Concurrency. One process writes, any number read (WAL):
 
@@ -83,7 +86,8 @@ CREATE TABLE IF NOT EXISTS sources (
     title TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
     synced_at REAL NOT NULL,
-    groups_pinned INTEGER NOT NULL DEFAULT 0
+    groups_pinned INTEGER NOT NULL DEFAULT 0,
+    pipeline TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS source_tags (
     source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
@@ -109,7 +113,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
     text_hash TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    context TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
@@ -127,6 +132,19 @@ CREATE TABLE IF NOT EXISTS chunk_deletes (
 ) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
 """
+
+# columns added since the first schema, as (table, column, definition): older indexes get them on open.
+# groups_pinned: pins default to off; pipeline '': every source is re-chunked on its next sync; context '':
+# chunks written before document headers have none until then
+# a filtered dense search goes through the HNSW graph when at least this share of the chunks is allowed;
+# a more selective filter scores its allowed rows exactly (fewer rows than the graph would be asked for)
+ANN_FILTER_SHARE = 0.2
+
+_ADDED_COLUMNS = (
+    ("sources", "groups_pinned", "INTEGER NOT NULL DEFAULT 0"),
+    ("sources", "pipeline", "TEXT NOT NULL DEFAULT ''"),
+    ("chunks", "context", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 class SQLiteIndex:
@@ -169,6 +187,7 @@ class SQLiteIndex:
         self.uid = self._meta("uid")
         self._dense: _DenseCache | None = None
         self._ann: _AnnCache | None = None
+        self._allowed: dict[tuple, np.ndarray] = {}  # filter → allowed rowids, at one generation
 
     def _needs_setup(self) -> bool:
         # only a new or older database is written to here: a reader opening a busy index must not queue
@@ -179,18 +198,23 @@ class SQLiteIndex:
             if "no such table" not in str(exc):
                 raise
             return True
-        return keys != {"uid", "deletes_from"} or "groups_pinned" not in self._source_columns()
+        return keys != {"uid", "deletes_from"} or bool(self._upgrades())
 
-    def _source_columns(self) -> set[str]:
-        return {row[1] for row in self.db.execute("PRAGMA table_info(sources)")}
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def _upgrades(self) -> str:
+        """The ALTERs that bring an index written by an older expertkit up to this schema (none for a new one)."""
+        out = []
+        for table, column, ddl in _ADDED_COLUMNS:
+            have = self._columns(table)
+            if have and column not in have:
+                out.append(f"ALTER TABLE {table} ADD COLUMN {column} {ddl};")
+        return "".join(out)
 
     def _setup(self) -> None:
         uid = uuid.uuid4().hex[:12]  # caches are named by it, so a re-created database never reads a stale cache
-        columns = self._source_columns()
-        # an index from before access groups were pinned: the column is added (pins default to off)
-        upgrade = "ALTER TABLE sources ADD COLUMN groups_pinned INTEGER NOT NULL DEFAULT 0;" if columns else ""
-        if "groups_pinned" in columns:
-            upgrade = ""
+        upgrade = self._upgrades()
         with self._lock:
             try:
                 self.db.executescript(
@@ -298,7 +322,7 @@ class SQLiteIndex:
         return tuple(g for (g,) in self.db.execute(sql, (source_id,)))
 
     def _source_row(self, row: tuple) -> SourceRecord:
-        sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, pinned = row
+        sid, path, content_hash, file_type, size, mtime, n_chunks, title, warnings, synced_at, pinned, pipeline = row
         tags = self._tags(sid)
         return SourceRecord(
             path,
@@ -313,16 +337,18 @@ class SQLiteIndex:
             synced_at,
             self._groups(sid),
             bool(pinned),
+            pipeline,
         )
 
     def get_source(self, path: str) -> SourceRecord | None:
         with self._snapshot():
-            row = self.db.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+            row = self.db.execute(f"SELECT id, {SOURCE_COLUMNS} FROM sources WHERE path = ?", (path,)).fetchone()
             return self._source_row(row) if row else None
 
     def sources(self) -> list[SourceRecord]:
         with self._snapshot():
-            return [self._source_row(r) for r in self.db.execute("SELECT * FROM sources ORDER BY path").fetchall()]
+            rows = self.db.execute(f"SELECT id, {SOURCE_COLUMNS} FROM sources ORDER BY path").fetchall()
+            return [self._source_row(r) for r in rows]
 
     def write_source(self, source: SourceRecord, chunks: list[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
@@ -331,7 +357,7 @@ class SQLiteIndex:
         with self._transaction():
             self._delete_source(source.path)
             cur = self.db.execute(
-                f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 11)})",
                 source_values(source, len(chunks)),
             )
             sid = cur.lastrowid
@@ -342,7 +368,7 @@ class SQLiteIndex:
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cur = self.db.execute(
                     'INSERT INTO chunks (chunk_id, source_id, ordinal, text, page, section, record_id, start, "end",'
-                    " text_hash, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " text_hash, vector, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         chunk.chunk_id,
                         sid,
@@ -355,6 +381,7 @@ class SQLiteIndex:
                         chunk.end,
                         text_hash(chunk.embed_text()),
                         vector.tobytes(),
+                        chunk.context,
                     ),
                 )
                 self.db.execute(
@@ -446,19 +473,62 @@ class SQLiteIndex:
             dense = self._refresh_dense()
             if dense.live == 0 or dense.dim == 0:
                 return []
+            use_ann = dense.live > self.ann_threshold
             if filters:
-                pairs = self._search_subset(dense, self._allowed_ids(filters), query, k)
-            elif dense.live > self.ann_threshold:
+                allowed = self._allowed_ids(filters, dense.gen)
+                pairs = None
+                if use_ann and len(allowed) >= ANN_FILTER_SHARE * dense.live:
+                    pairs = self._ann_filtered(dense, allowed, query, k)
+                if pairs is None:  # a selective filter, or the graph came back short of k: exact
+                    pairs = self._search_subset(dense, allowed, query, k)
+            elif use_ann:
                 pairs = self._ann_search(dense, query, k)
             else:
                 pairs = dense.search(query, k)
             return self._chunk_ids(pairs)
 
-    def _allowed_ids(self, filters: Filters) -> np.ndarray:
-        """The rowids of the chunks a filtered search may return, sorted."""
+    def prepare_search(self) -> None:
+        """Bring the dense cache and, above ``ann_threshold`` chunks, the HNSW graph up to the index's
+        current state and save them, so that the first query after an ingest does not pay for it. An ingest
+        calls this once at its end: the graph gains the new vectors and loses the removed ones."""
+        with self._snapshot():
+            dense = self._refresh_dense()
+            if dense.unsaved:
+                self._save_dense(dense)
+            if dense.live > self.ann_threshold:
+                ann = self._refresh_ann(dense)
+                if ann.unsaved:
+                    self._save_ann(ann)
+
+    def _allowed_ids(self, filters: Filters, gen: int | None = None) -> np.ndarray:
+        """The rowids of the chunks a filtered search may return, sorted; the last few filters' sets are
+        kept for their generation (a server asks with the same few groups again and again)."""
+        key = (filters.tags, filters.path_glob, filters.file_types, filters.groups, gen)
+        if gen is not None and key in self._allowed:
+            return self._allowed[key]
         where, params = self._filter_sql(filters)
         sql = f"SELECT c.id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE 1{where} ORDER BY c.id"
-        return np.fromiter((r[0] for r in self.db.execute(sql, params)), dtype=np.int64)
+        ids = np.fromiter((r[0] for r in self.db.execute(sql, params)), dtype=np.int64)
+        if gen is not None:
+            self._allowed = {k: v for k, v in self._allowed.items() if k[-1] == gen and k != key}
+            while len(self._allowed) >= 8:
+                self._allowed.pop(next(iter(self._allowed)))
+            self._allowed[key] = ids
+        return ids
+
+    def _ann_filtered(
+        self, dense: _DenseCache, allowed: np.ndarray, query: np.ndarray, k: int
+    ) -> list[tuple[int, float]] | None:
+        """The HNSW graph's nearest neighbours that the filter allows: it is asked for enough more than k that
+        k allowed ones are expected among them (twice k over the allowed share); None when fewer come back."""
+        share = len(allowed) / max(dense.live, 1)
+        want = min(dense.live, int(2 * k / share) + k)
+        pairs = self._ann_search(dense, query, want)
+        keys = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+        at = np.searchsorted(allowed, keys)
+        ok = (at < len(allowed)) & (allowed[np.minimum(at, len(allowed) - 1)] == keys)
+        kept = [p for p, good in zip(pairs, ok, strict=True) if good]
+        return kept[:k] if len(kept) >= min(k, len(allowed)) else None
 
     def _search_subset(
         self, dense: _DenseCache, allowed: np.ndarray, query: np.ndarray, k: int
@@ -645,15 +715,17 @@ class SQLiteIndex:
                 marks = ",".join("?" * len(part))
                 sql = (
                     'SELECT c.chunk_id, c.text, s.path, c.ordinal, c.start, c."end", s.file_type, c.page, c.section,'
-                    f" c.record_id, s.id FROM chunks c JOIN sources s ON s.id = c.source_id"
+                    f" c.record_id, s.id, c.context FROM chunks c JOIN sources s ON s.id = c.source_id"
                     f" WHERE c.chunk_id IN ({marks})"
                 )
-                for cid, text, path, ordinal, start, end, ftype, page, section, rid, sid in self.db.execute(sql, part):
+                for cid, text, path, ordinal, start, end, ftype, page, section, rid, sid, ctx in self.db.execute(
+                    sql, part
+                ):
                     if sid not in tags_by_source:  # once per source, not once per chunk
                         tags_by_source[sid] = self._tags(sid)
                     tags = tags_by_source[sid]
                     found[cid] = Chunk(
-                        text, path, ordinal, start, end, ftype, page, tuple(json.loads(section)), rid, tags, cid
+                        text, path, ordinal, start, end, ftype, page, tuple(json.loads(section)), rid, tags, cid, ctx
                     )
         return [found[c] for c in chunk_ids if c in found]
 

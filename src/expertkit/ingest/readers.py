@@ -134,15 +134,20 @@ def read_pdf(path: Path, data: bytes) -> Document:
         toc.sort(key=lambda t: t[0])
         blocks: list[Block] = []
         headings: list[tuple[int, str]] = []
+        first_line = ""
         for index in range(len(pdf)):
             for page_index, level, heading in toc:
                 if page_index == index:
                     headings = [h for h in headings if h[0] < level] + [(level, heading)]
             page = pdf[index]
             text = _normalise(page.get_textpage().get_text_range())
+            if index == 0:
+                first_line = next((line.strip() for line in text.split("\n") if line.strip()), "")
             section = tuple(h for _, h in headings)
             blocks += _lines_to_blocks(_join_wrapped_lines(text), page=index + 1, section=section)
-        title = pdf.get_metadata_dict().get("Title") or None
+        # no metadata title: the first bookmark, else page 1's first line if it reads as a title
+        title = _clean_title(pdf.get_metadata_dict().get("Title")) or (toc[0][2] if toc else None)
+        title = title or (first_line if _reads_as_title(first_line) else None)
     finally:
         pdf.close()
     if not blocks:
@@ -371,4 +376,45 @@ def read_document(path: Path, data: bytes | None = None) -> Document:
     document = reader(path, data)
     if not document.blocks:
         raise IngestError(str(path), "no text found", "the file has structure but no content")
+    document.title = document_title(document)
     return document
+
+
+# titles that authoring tools write by default: they name no document
+_PLACEHOLDER_TITLE = re.compile(
+    r"(untitled|document|title|presentation|powerpoint presentation|slide \d+|doc\d*|document\d+|"
+    r"microsoft word|new document|\(anonymous\)|none|unknown)",
+    re.IGNORECASE,
+)
+_TOOL_PREFIX = re.compile(r"^(microsoft (word|powerpoint|excel)|libreoffice|google docs)\s*-\s*", re.IGNORECASE)
+_TITLE_LINE = 12  # at most this many words for a first line to pass as a title
+
+
+def _clean_title(title: str | None) -> str | None:
+    """A metadata title without an authoring tool's prefix or a file extension; None for a placeholder."""
+    title = _TOOL_PREFIX.sub("", " ".join((title or "").split()))
+    title = re.sub(r"\.(docx?|pdf|pptx?|xlsx?|odt|txt|md|html?)$", "", title, flags=re.IGNORECASE).strip()
+    if title and len(title.split()) <= 30 and not _PLACEHOLDER_TITLE.fullmatch(title):
+        return title
+    return None
+
+
+def _reads_as_title(line: str) -> bool:
+    return bool(line) and len(line.split()) <= _TITLE_LINE and not line.endswith((".", ",", ";", ":"))
+
+
+def document_title(document: Document) -> str:
+    """The document's title: its metadata title (PDF, DOCX, HTML) unless an authoring tool's placeholder, else
+    its first heading, else a short first line of a paged or plain document, else the file name without
+    extension and separators ("nv400_service-manual.pdf" → "nv400 service manual")."""
+    title = _clean_title(document.title)
+    if title:
+        return title
+    if document.blocks and document.file_type not in ("csv", "tsv", "json", "jsonl", "xlsx"):
+        first = next((b for b in document.blocks if b.kind == "heading"), None)
+        if first is None and document.file_type in ("txt", "docx"):
+            first = document.blocks[0]
+        line = first.text.split("\n", 1)[0].strip() if first else ""
+        if _reads_as_title(line):
+            return line
+    return re.sub(r"[_\-.\s]+", " ", Path(document.path).stem).strip() or Path(document.path).name

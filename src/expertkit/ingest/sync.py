@@ -45,11 +45,15 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
 
 
+_WRITES = ("added", "updated", "retagged", "removed")
+
+
 @dataclass
 class SyncReport:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     load_seconds: float = 0.0  # loading the embedder, which only happens when something changed
+    index_seconds: float = 0.0  # bringing the search caches (the HNSW graph above ann_threshold) up to date
     embedded: int = 0  # chunk texts sent to the embedder
     reused: int = 0  # chunk vectors taken from the index instead
     interrupted: bool = False
@@ -183,8 +187,12 @@ class Ingestor:
         overlap: int = 32,
         max_file_mb: float = 200.0,
         access: AccessPolicy | None = None,
+        context_headers: bool = True,
     ) -> None:
         self.index = index
+        self.context_headers = context_headers
+        # what decides a file's chunks besides its bytes: a source written under other settings is re-chunked
+        self.pipeline = f"chunks={chunk_tokens}/{overlap};context={int(context_headers)}"
         self.access = access or AccessPolicy()
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
@@ -195,7 +203,9 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:  # loads the embedder; only needed when something changed
-            self._chunker = Chunker(self.embedder.tokenizer, self.chunk_tokens, self.overlap)
+            self._chunker = Chunker(
+                self.embedder.tokenizer, self.chunk_tokens, self.overlap, self.embedder.max_tokens, self.context_headers
+            )
         return self._chunker
 
     def sync(
@@ -248,6 +258,11 @@ class Ingestor:
                 report.results += self.prune(paths)
         except KeyboardInterrupt:
             report.interrupted = True  # every committed file is whole; the rest is done on the next run
+        prepare = getattr(self.index, "prepare_search", None)
+        if prepare and not report.interrupted and any(r.status in _WRITES for r in report.results):
+            t0 = time.perf_counter()
+            prepare()  # SQLite: the vector caches and HNSW graph follow the ingest, not the next query
+            report.index_seconds = time.perf_counter() - t0
         report.seconds = time.perf_counter() - started
         record_sync(self.index, report.results)
         return report
@@ -283,6 +298,7 @@ class Ingestor:
             return None
         if (
             old
+            and old.pipeline == self.pipeline
             and old.size == stat.st_size
             and old.mtime == stat.st_mtime
             and old.tags == tags
@@ -323,8 +339,15 @@ class Ingestor:
             tags,
             groups=groups,
             groups_pinned=pinned,
+            pipeline=self.pipeline,
         )
-        if old and old.content_hash == digest and old.tags == tags and (old.groups, old.groups_pinned) == access:
+        if (
+            old
+            and old.content_hash == digest
+            and old.pipeline == self.pipeline
+            and old.tags == tags
+            and (old.groups, old.groups_pinned) == access
+        ):
             # touched, not changed: remember the new size and mtime so the next sync need not read it
             self.index.update_stat(key, stat.st_size, stat.st_mtime, read_at)
             return FileResult(key, "unchanged", old.n_chunks), None
@@ -338,7 +361,9 @@ class Ingestor:
         chunks = self._chunk(document, tags, digest)
         source.file_type, source.title, source.warnings = document.file_type, document.title, tuple(document.warnings)
         source.synced_at = read_at
-        status = "added" if old is None else ("retagged" if old.content_hash == digest else "updated")
+        status = "added" if old is None else "updated"
+        if old is not None and old.content_hash == digest and old.pipeline == self.pipeline:
+            status = "retagged"  # same chunks, new tags or groups: nothing is re-embedded
         result = FileResult(key, status, len(chunks), warnings=list(document.warnings))
         return result, _Pending(source, chunks, result)
 

@@ -424,6 +424,19 @@ class LlamaCppGenerator(OpenAIGenerator):
         prompt = self.render(messages)
         return len(self._post("/tokenize", {"content": prompt, "parse_special": True})["tokens"])
 
+    def next_token_logprobs(self, messages: Messages, top: int = 20) -> dict[str, float]:
+        """Log-probabilities of the ``top`` likeliest first tokens of the reply to ``messages`` (nothing is
+        sampled: one forward pass over the prompt). Keys are the tokens' text, as the model spells them."""
+        body: dict = {"prompt": self.render(messages), "n_predict": 1, "n_probs": top, "cache_prompt": True}
+        if self.server.lora_per_request and self.server.lora:
+            body["lora"] = self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]
+        reply = self._post("/completion", body)
+        try:
+            top_tokens = reply["completion_probabilities"][0]["top_logprobs"]
+            return {t["token"]: float(t["logprob"]) for t in top_tokens}
+        except (KeyError, IndexError, TypeError):
+            raise self._server_error("llama-server /completion: no token probabilities in its reply") from None
+
     def generate(
         self,
         messages: Messages,
