@@ -131,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--ann-threshold", type=int, default=200_000, help="index.ann_threshold: HNSW above it")
+    ap.add_argument("--ann-threshold", type=int, default=50_000, help="index.ann_threshold: HNSW above it")
     args = ap.parse_args()
     embedder = Embedder()
     embedder.encode(["warm up"])

@@ -62,7 +62,7 @@ class IndexSettings(Section):
     )
     ef_search: int = Field(100, ge=1, le=1000, description="postgres: HNSW candidates per dense query")
     ann_threshold: int = Field(
-        200_000, ge=0, description="sqlite: above this many chunks, dense search uses an HNSW index (usearch)"
+        50_000, ge=0, description="sqlite: above this many chunks, dense search uses an HNSW index (usearch)"
     )
     lock_timeout_s: float = Field(
         30.0, ge=0, description="sqlite: seconds a writer waits for another writer before giving up"

@@ -155,7 +155,7 @@ class SQLiteIndex:
         self,
         path: Path | str,
         cache_dir: Path | str | None = None,
-        ann_threshold: int = 200_000,
+        ann_threshold: int = 50_000,
         lock_timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
