@@ -204,6 +204,18 @@ def test_ask_without_index(tmp_path):
     assert result.returncode == 2 and "no index yet" in result.stderr
 
 
+def test_search_with_the_llm_reranker_starts_the_model_and_reorders(sample_ws):
+    result = runner.invoke(
+        app,
+        ["search", "What torque for the impeller nut?", "-w", str(sample_ws), "-k", "3", "--json",
+         "--set", "search.reranker=llm", "--set", "search.rerank_top=4"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = [r["score"] for r in json.loads(result.output)["results"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert max(abs(s) for s in scores) > 0.05  # log-odds, not fusion scores (those never exceed 2/61)
+
+
 def test_chat_session(sample_ws):
     result = runner.invoke(
         app,

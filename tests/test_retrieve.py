@@ -111,12 +111,13 @@ def test_llm_reranker_scores_are_the_models_yes_no_log_odds(llama):
     reranker = LLMReranker(generator)
     question, passage = "What torque for the impeller nut?", "Tighten the impeller nut to 68 N·m."
     [score] = reranker.score(question, [passage])
-    probs = generator.next_token_logprobs(
-        [{"role": "system", "content": "Reply yes or no."}, {"role": "user", "content": "Is 2 + 2 = 4?"}]
-    )
+    probs = generator.next_token_logprobs(reranker.messages(question, passage))
     assert all(lp <= 0 for lp in probs.values()) and len(probs) == 20
-    assert {t.strip().lower() for t in probs} & {"yes", "no"}  # the verdict tokens are among the top
-    assert math.isfinite(score) and reranker.last_judged == 1
+    yes = [math.exp(lp) for t, lp in probs.items() if t.strip().lower() == "yes"]
+    no = [math.exp(lp) for t, lp in probs.items() if t.strip().lower() == "no"]
+    assert yes and no  # both verdicts are among the top tokens of this prompt
+    assert score == pytest.approx(math.log(sum(yes)) - math.log(sum(no)), abs=1e-4)
+    assert reranker.last_judged == 1
 
 
 def test_llm_reranker_stops_at_its_budget_and_keeps_fusion_order_below(llama):
@@ -144,6 +145,24 @@ def test_llm_rerank_from_the_workspace_settings(workspace, llama, embedder, samp
     assert len(hits) == 3 and all(h.score == h.scores["rerank"] for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert retriever.reranker.last_judged == 6
+
+
+def test_a_failing_judgement_leaves_fusion_order_for_the_rest():
+    from expertkit.errors import GeneratorError
+    from expertkit.retrieve import LLMReranker
+
+    class OverflowAfterTwo:  # llama-server refusing a prompt longer than its slot, from the third passage on
+        parallel, calls = 1, 0
+
+        def next_token_logprobs(self, messages, top=20):
+            self.calls += 1
+            if self.calls > 2:
+                raise GeneratorError("llama-server /completion: 400 the request exceeds the context size")
+            return {"yes": -0.1 * self.calls, "no": -2.0}
+
+    reranker = LLMReranker(OverflowAfterTwo())
+    scores = reranker.score("q", ["a", "b", "c", "d"])
+    assert reranker.last_judged == 2 and scores[0] > scores[1] > scores[2] == scores[3]
 
 
 @pytest.mark.slow

@@ -641,7 +641,7 @@ def measure(
         "the documents never name. An answer is right when it states the fact's value."
     )
     method.append(f"All routes run {base} (tune.base) through the same runtime; RAG retrieves {s.rag.k} passages.")
-    retriever = Retriever(index, embedder, s.search)
+    retriever = Retriever(index, embedder, s.search.model_copy(update={"reranker": ""}))  # RAFT distractors
     # RAFT on a CPU budget: the oracle with one distractor (each passage costs training time), two per fact
     synth_raft(index, retriever, raft_path, distractors=1, generator=None, questions=2, model_questions_=0,
                holdout=0.0, holdout_facts=a.holdout_facts, seed=a.seed, max_facts=a.max_facts)  # fmt: skip

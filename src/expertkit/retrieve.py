@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -10,12 +11,13 @@ from typing import Protocol
 import numpy as np
 
 from expertkit.config import SearchSettings
-from expertkit.errors import ConfigError
+from expertkit.errors import ConfigError, GeneratorError
 from expertkit.index.base import Filters, Index
 from expertkit.models.embedder import Embedder
 from expertkit.schema import SearchHit
 
 MODES = ("hybrid", "bm25", "dense")
+log = logging.getLogger(__name__)
 
 
 class Reranker(Protocol):
@@ -65,13 +67,16 @@ class LLMReranker:
         self.max_chars = max_chars  # a passage is cut here (about 350 tokens): the prompt bounds the latency
         self.last_judged = 0
 
-    def _judge(self, query: str, passage: str) -> float:
-        messages = [
+    def messages(self, query: str, passage: str) -> list[dict]:
+        """The prompt one passage is judged with."""
+        return [
             {"role": "system", "content": _JUDGE},
             {"role": "user", "content": f"Question: {query}\n\nPassage:\n{passage[: self.max_chars]}\n\n"
              "Does the passage answer the question? Reply yes or no."},
         ]  # fmt: skip
-        probs = self.scorer.next_token_logprobs(messages)
+
+    def _judge(self, query: str, passage: str) -> float:
+        probs = self.scorer.next_token_logprobs(self.messages(query, passage))
         floor = min(probs.values(), default=0.0) - 1.0  # a verdict not among the top tokens: below all of them
         yes = [lp for tok, lp in probs.items() if tok.strip().lower() == "yes"]
         no = [lp for tok, lp in probs.items() if tok.strip().lower() == "no"]
@@ -87,7 +92,11 @@ class LLMReranker:
             for i in range(0, len(passages), width):
                 if scores and time.perf_counter() >= deadline:
                     break
-                scores += pool.map(lambda p: self._judge(query, p), passages[i : i + width])
+                try:
+                    scores += pool.map(lambda p: self._judge(query, p), passages[i : i + width])
+                except GeneratorError as exc:  # a passage too long for a slot, a server error: fusion order
+                    log.warning("llm rerank stopped after %d passages: %s", len(scores), exc)
+                    break
         self.last_judged = len(scores)
         lowest = min(scores, default=0.0)
         # not reached in time: below every judged passage, in fusion order (the sort is stable)
@@ -135,7 +144,17 @@ class Retriever:
     ) -> list[SearchHit]:
         """The top ``k`` chunks for ``query``. ``vector`` skips embedding the query (for batched evaluation)."""
         with self._lock:
-            return self._search(query, k, mode, filters, vector)
+            hits = self._search(query, k, mode, filters, vector)
+        # outside the lock: an LLM rerank takes seconds, and other searches need not wait for it
+        if self.reranker and hits:
+            t = time.perf_counter()
+            rerank = self.reranker.score(query, [h.chunk.embed_text() for h in hits])
+            for hit, r in zip(hits, rerank, strict=True):
+                hit.scores["rerank"] = r
+                hit.score = r
+            hits.sort(key=lambda h: -h.score)
+            self.last_timings = {**self.last_timings, "rerank_ms": (time.perf_counter() - t) * 1e3}
+        return hits[: k or self.settings.k]
 
     def _search(
         self, query: str, k: int | None, mode: str | None, filters: Filters | None, vector: np.ndarray | None
@@ -174,15 +193,9 @@ class Retriever:
             if cid in chunks:
                 detail = {name: scores[cid] for name, scores in per_list.items() if cid in scores}
                 hits.append(SearchHit(chunks[cid], score, detail))
-        if self.reranker and hits:
-            rerank = self.reranker.score(query, [h.chunk.embed_text() for h in hits])
-            for hit, r in zip(hits, rerank, strict=True):
-                hit.scores["rerank"] = r
-                hit.score = r
-            hits.sort(key=lambda h: -h.score)
         self.last_timings = {
             "bm25_ms": (t1 - t0) * 1e3,
             "dense_ms": (t2 - t1) * 1e3,
             "total_ms": (time.perf_counter() - t0) * 1e3,
         }
-        return hits[:k]
+        return hits  # the top max(k, rerank_top) when a reranker follows, else the top k

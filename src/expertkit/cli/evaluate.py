@@ -73,7 +73,7 @@ def eval_retrieval(
     """nDCG@10, recall@10, recall@100 and MRR@10 of the retriever on a BEIR-format set."""
     from expertkit.evaluate.beir import load_beir
     from expertkit.evaluate.retrieval import evaluate_retrieval
-    from expertkit.retrieve import MODES, Retriever
+    from expertkit.retrieve import MODES
 
     if mode not in MODES:
         raise ExpertkitError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
@@ -88,9 +88,7 @@ def eval_retrieval(
     ) as progress:
         ws, index, embedder, scratch = _beir_workspace(workspace, set_, data.corpus, _RichSyncProgress(progress))
         task = progress.add_task(f"queries ({mode})", total=len(data.queries), chunks=0)
-        scores = evaluate_retrieval(
-            Retriever(index, embedder, ws.settings.search), data, mode, on_query=lambda: progress.advance(task)
-        )
+        scores = evaluate_retrieval(ws.retriever(index, embedder), data, mode, on_query=lambda: progress.advance(task))
     index.close()
     if scratch:
         scratch.cleanup()

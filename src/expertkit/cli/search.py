@@ -60,11 +60,10 @@ def search(
 ) -> None:
     """Search the index: BM25 and dense results fused by reciprocal rank fusion (hybrid) by default."""
     from expertkit.index.base import Filters, keyword_terms
-    from expertkit.retrieve import Retriever
 
     ws = _open(workspace, set_, {"search": {"k": k, "mode": mode}})
     index = ws.open_index()
-    retriever = Retriever(index, _embedder(ws), ws.settings.search)
+    retriever = ws.retriever(index, _embedder(ws))  # with search.reranker = "llm", it starts the model
     filters = Filters(tuple(tag or ()), path, tuple(file_type or ()), _caller_groups(as_group))
     hits = retriever.search(query, filters=filters)
     index.close()

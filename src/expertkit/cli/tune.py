@@ -153,7 +153,8 @@ def synth_raft_cmd(
     ws = _open(workspace, set_)
     index = ws.open_index()
     generator = _synth_generator(ws, model_questions)
-    retriever = Retriever(index, _embedder(ws), ws.settings.search)
+    # distractors for RAFT come from fusion alone: an LLM rerank would cost seconds per question
+    retriever = Retriever(index, _embedder(ws), ws.settings.search.model_copy(update={"reranker": ""}))
     _run_synth(
         generator,
         lambda **progress: synth_raft(

@@ -38,7 +38,8 @@ def copy_index(src: Index, dst: Index, on_source: Callable[[int], None] | None =
             there.groups,
             there.groups_pinned,
             there.n_chunks,
-        ) == (source.content_hash, source.tags, source.groups, source.groups_pinned, source.n_chunks)
+            there.pipeline,
+        ) == (source.content_hash, source.tags, source.groups, source.groups_pinned, source.n_chunks, source.pipeline)
 
     sources = src.sources()
     todo = {s.path for s in sources if not done(s)}

@@ -503,7 +503,8 @@ class SQLiteIndex:
     def _allowed_ids(self, filters: Filters, gen: int | None = None) -> np.ndarray:
         """The rowids of the chunks a filtered search may return, sorted; the last few filters' sets are
         kept for their generation (a server asks with the same few groups again and again)."""
-        key = (filters.tags, filters.path_glob, filters.file_types, filters.groups, gen)
+        groups = None if filters.groups is None else tuple(filters.groups)
+        key = (tuple(filters.tags), filters.path_glob, tuple(filters.file_types), groups, gen)
         if gen is not None and key in self._allowed:
             return self._allowed[key]
         where, params = self._filter_sql(filters)

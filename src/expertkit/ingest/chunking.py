@@ -71,7 +71,8 @@ class Chunker:
             first = unit[0]
             size = budgets[first.section]
             context = contexts[first.section]
-            for start, end in self._spans(document.text, unit, size, min(self.overlap, size // 2)):
+            overlap = self.overlap if size == self.chunk_tokens else min(self.overlap, size // 2)
+            for start, end in self._spans(document.text, unit, size, overlap):
                 chunks.append(
                     Chunk(
                         text=document.text[start:end],

@@ -145,8 +145,9 @@ def read_pdf(path: Path, data: bytes) -> Document:
                 first_line = next((line.strip() for line in text.split("\n") if line.strip()), "")
             section = tuple(h for _, h in headings)
             blocks += _lines_to_blocks(_join_wrapped_lines(text), page=index + 1, section=section)
-        # no metadata title: the first bookmark, else page 1's first line if it reads as a title
-        title = _clean_title(pdf.get_metadata_dict().get("Title")) or (toc[0][2] if toc else None)
+        # no metadata title: page 1's first line if it reads as a title (a first bookmark is often a
+        # chapter, "1 Safety", not the document)
+        title = _clean_title(pdf.get_metadata_dict().get("Title"))
         title = title or (first_line if _reads_as_title(first_line) else None)
     finally:
         pdf.close()

@@ -261,7 +261,10 @@ class Ingestor:
         prepare = getattr(self.index, "prepare_search", None)
         if prepare and not report.interrupted and any(r.status in _WRITES for r in report.results):
             t0 = time.perf_counter()
-            prepare()  # SQLite: the vector caches and HNSW graph follow the ingest, not the next query
+            try:
+                prepare()  # SQLite: the vector caches and HNSW graph follow the ingest, not the next query
+            except KeyboardInterrupt:
+                report.interrupted = True  # the files are committed; the first search catches the caches up
             report.index_seconds = time.perf_counter() - t0
         report.seconds = time.perf_counter() - started
         record_sync(self.index, report.results)

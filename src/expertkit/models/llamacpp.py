@@ -427,7 +427,9 @@ class LlamaCppGenerator(OpenAIGenerator):
     def next_token_logprobs(self, messages: Messages, top: int = 20) -> dict[str, float]:
         """Log-probabilities of the ``top`` likeliest first tokens of the reply to ``messages`` (nothing is
         sampled: one forward pass over the prompt). Keys are the tokens' text, as the model spells them."""
-        body: dict = {"prompt": self.render(messages), "n_predict": 1, "n_probs": top, "cache_prompt": True}
+        # no prompt cache: a prompt partly read from the cache gives slightly different numbers, and a score
+        # must not depend on what the slot held before
+        body: dict = {"prompt": self.render(messages), "n_predict": 1, "n_probs": top, "cache_prompt": False}
         if self.server.lora_per_request and self.server.lora:
             body["lora"] = self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]
         reply = self._post("/completion", body)
