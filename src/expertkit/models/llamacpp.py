@@ -424,14 +424,20 @@ class LlamaCppGenerator(OpenAIGenerator):
         prompt = self.render(messages)
         return len(self._post("/tokenize", {"content": prompt, "parse_special": True})["tokens"])
 
+    def _lora_request(self) -> dict:
+        """The per-request LoRA scales on a server started with lora_per_request: this generator's
+        adapter on, or every adapter off for the base model; nothing for any other server."""
+        if not (self.server.lora_per_request and self.server.lora):
+            return {}
+        return {"lora": self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]}
+
     def next_token_logprobs(self, messages: Messages, top: int = 20) -> dict[str, float]:
         """Log-probabilities of the ``top`` likeliest first tokens of the reply to ``messages`` (nothing is
         sampled: one forward pass over the prompt). Keys are the tokens' text, as the model spells them."""
         # no prompt cache: a prompt partly read from the cache gives slightly different numbers, and a score
         # must not depend on what the slot held before
         body: dict = {"prompt": self.render(messages), "n_predict": 1, "n_probs": top, "cache_prompt": False}
-        if self.server.lora_per_request and self.server.lora:
-            body["lora"] = self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]
+        body.update(self._lora_request())
         reply = self._post("/completion", body)
         try:
             top_tokens = reply["completion_probabilities"][0]["top_logprobs"]
@@ -448,8 +454,7 @@ class LlamaCppGenerator(OpenAIGenerator):
         json_schema: dict | None = None,
     ) -> Generation:
         extra: dict = {"cache_prompt": True}  # the system prompt's KV is reused across questions
-        if self.server.lora_per_request and self.server.lora:
-            extra["lora"] = self.lora_scales or [{"id": i, "scale": 0.0} for i in range(len(self.server.lora))]
+        extra.update(self._lora_request())
         if json_schema is not None:
             extra["json_schema"] = json_schema  # llama.cpp turns it into a grammar: the output always parses
         try:
