@@ -178,7 +178,9 @@ def main() -> None:
         exact.close()
         index.close()
     out = ROOT / "benchmarks" / "results" / "search_latency.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    measured = {r["chunks"] for r in results}
+    kept = [r for r in json.loads(out.read_text()) if r["chunks"] not in measured] if out.exists() else []
+    out.write_text(json.dumps(sorted(kept + results, key=lambda r: r["chunks"]), indent=2) + "\n")  # other sizes kept
     print(f"\n{'chunks':>10} {'case':<20} {'p50 ms':>8} {'p95 ms':>8}")
     for r in results:
         for key, value in r.items():
