@@ -25,9 +25,13 @@ class Section(BaseModel):
 
 class EmbedSettings(Section):
     model: str = Field("all-minilm-l6-v2", description="registry name, local folder or hub id")
-    batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass")
-    dtype: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto = bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32"
+    batch_size: int = Field(
+        0, ge=0, le=4096, description="texts per forward pass; 0 = the backend's best (16 for int8, 64 for torch)"
+    )
+    dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
+        "auto",
+        description="auto = bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32; int8 = the model "
+        "exported once to an int8 ONNX graph and run by onnxruntime (fastest on CPU)",
     )
 
 
