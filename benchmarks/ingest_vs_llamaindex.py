@@ -5,9 +5,9 @@ Corpora (written once under benchmarks/out/ingest-peers/):
   scifact-pdf  the same abstracts typeset into PDFs of 20 abstracts each (fpdf2), so PDF extraction counts
 
 Sides, each a fresh process on a fresh index, alternated round by round (A B C D, A B C D, ...):
-  expertkit          `Ingestor.sync` with the default settings (embed.dtype auto = bf16 here, chunks of 200
-                     tokens, context headers), into SQLite
-  expertkit int8     the same with embed.dtype = int8 (the model as an int8 ONNX graph)
+  expertkit          `Ingestor.sync` with the default settings (embed.dtype auto = the int8 ONNX graph, chunks
+                     of 200 tokens, context headers), into SQLite
+  expertkit fp32     the same with embed.dtype = fp32 (sentence-transformers in fp32, as LlamaIndex runs it)
   llamaindex         SimpleDirectoryReader + VectorStoreIndex.from_documents + HuggingFaceEmbedding, all
                      defaults (SentenceSplitter 1024/200): nodes longer than the embedder's 256 wordpieces
                      are cut, so it does not embed all the text (the share cut is reported)
@@ -150,7 +150,7 @@ def run_side(side: str, folder: Path, python: Path) -> dict:
     from expertkit.models.registry import resolve
 
     if side.startswith("expertkit"):
-        dtype = "int8" if side.endswith("int8") else "auto"
+        dtype = side.split()[1] if " " in side else "auto"
         cmd = [sys.executable, __file__, "--child", str(folder), dtype]
     else:
         cmd = [str(python), str(ROOT / "benchmarks" / "llamaindex_ingest.py"), str(folder)]
@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1000, help="SciFact abstracts")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--corpora", nargs="+", default=["scifact-txt", "scifact-pdf"])
-    ap.add_argument("--sides", nargs="+", default=["expertkit", "expertkit int8", "llamaindex", "llamaindex 200"])
+    ap.add_argument("--sides", nargs="+", default=["expertkit", "expertkit fp32", "llamaindex", "llamaindex 200"])
     args = ap.parse_args()
     python = setup_llamaindex()
     results = {}

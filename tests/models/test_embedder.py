@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,42 @@ def test_auto_is_int8_where_the_model_exports_and_torch_elsewhere(tmp_path):
     assert Embedder().dtype == "int8"  # the shipped all-MiniLM-L6-v2
     assert auto_dtype(_dense_head_model(tmp_path)) == ("bf16" if cpu_has_amx() else "fp32")
     assert auto_dtype("sentence-transformers/all-MiniLM-L6-v2") == ("bf16" if cpu_has_amx() else "fp32")  # a hub id
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails_and_forced_int8_says_why(monkeypatch):
+    def refuse(folder):
+        raise OSError("Read-only file system: the model cache")
+
+    monkeypatch.setattr(onnx_int8, "int8_model", refuse)
+    auto = Embedder()
+    vectors = auto.encode(PASSAGES)
+    assert auto.dtype == ("bf16" if cpu_has_amx() else "fp32") and auto.batch_size == 64
+    assert list((auto.encode(QUESTIONS) @ vectors.T).argmax(axis=1)) == [0, 1, 2, 3]
+    with pytest.raises(OSError, match="Read-only"):
+        Embedder(dtype="int8").encode(["x"])
+
+
+def test_int8_exports_a_model_without_token_types(tmp_path, monkeypatch):
+    """DistilBERT/MPNet-like encoders take no token_type_ids: the graph gets only the inputs the model has."""
+    import shutil
+
+    from transformers import DistilBertConfig, DistilBertModel
+
+    monkeypatch.setenv("EXPERTKIT_CACHE", str(tmp_path / "cache"))
+    shipped = Path(resolve("all-minilm-l6-v2", "embedder"))
+    folder = tmp_path / "tiny-distilbert"
+    config = DistilBertConfig(
+        vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=300
+    )
+    DistilBertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
+        shutil.copy(shipped / name, folder / name)  # a BERT tokenizer: enough for random weights
+    shutil.copytree(shipped / "1_Pooling", folder / "1_Pooling")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    encoder = onnx_int8.Int8Encoder(folder)
+    assert encoder.inputs == ["input_ids", "attention_mask"]
+    vectors = encoder.encode(PASSAGES + ["x " * 300], batch_size=2)
+    assert vectors.shape == (5, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -4,12 +4,15 @@ int8 ONNX graph (``dtype="int8"``, see ``onnx_int8``)."""
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from expertkit.models.registry import resolve
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -52,7 +55,9 @@ class Embedder:
     def __init__(self, model: str = "all-minilm-l6-v2", batch_size: int = 0, dtype: str = "auto") -> None:
         self.name = model
         self._path = resolve(model, "embedder")  # fail early with the install command
-        self.dtype = auto_dtype(self._path) if dtype == "auto" else dtype
+        self._auto = dtype == "auto"
+        self._batch_size = batch_size
+        self.dtype = auto_dtype(self._path) if self._auto else dtype
         # onnxruntime is fastest on small batches (SciFact abstracts a second at 16/32/64/128: 58.8, 55.6, 51.8,
         # 39.4), torch on larger ones
         self.batch_size = batch_size or (16 if self.dtype == "int8" else 64)
@@ -71,8 +76,15 @@ class Embedder:
             if self.dtype == "int8":
                 from expertkit.models.onnx_int8 import Int8Encoder
 
-                self._model = Int8Encoder(Path(self._path))
-                return self._model
+                try:
+                    self._model = Int8Encoder(Path(self._path))
+                    return self._model
+                except Exception as exc:  # noqa: BLE001 - an export that fails must not stop an ingest
+                    if not self._auto:
+                        raise
+                    self.dtype = "bf16" if cpu_has_amx() else "fp32"  # auto: the same model in torch instead
+                    self.batch_size = self._batch_size or 64
+                    log.warning("embed.dtype auto: the int8 export failed (%s); using %s", exc, self.dtype)
             import torch
             import transformers
             from sentence_transformers import SentenceTransformer
@@ -107,13 +119,14 @@ class Embedder:
         """Encode texts to an (n, dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.dtype == "int8":
-            with self._lock:
-                return self.model.encode(texts, batch_size or self.batch_size)
+        with self._lock:
+            model = self.model  # loads first: a failed int8 export under auto switches to torch here
+            if self.dtype == "int8":
+                return model.encode(texts, batch_size or self.batch_size)
         import torch
 
         with self._lock, torch.inference_mode():
-            out = self.model.encode(
+            out = model.encode(
                 texts,
                 batch_size=batch_size or self.batch_size,
                 convert_to_tensor=True,

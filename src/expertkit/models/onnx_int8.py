@@ -12,6 +12,7 @@ several times faster than fp32. What it costs in retrieval quality is measured i
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -96,30 +97,34 @@ def _export(folder: Path, path: Path) -> None:
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
 
+    encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+    # BERT-like models take token types; RoBERTa/MPNet-like ones do not: the graph has the inputs the model has
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in inspect.signature(encoder.forward).parameters:
+        names.append("token_type_ids")
+
     class Sentence(torch.nn.Module):
-        def __init__(self, encoder: torch.nn.Module) -> None:
+        def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        def forward(self, *inputs):
+            feeds = dict(zip(names, inputs, strict=True))
+            hidden = self.encoder(**feeds).last_hidden_state
+            mask = feeds["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
 
-    encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
     sample = torch.ones((2, 8), dtype=torch.long)
+    samples = tuple(torch.zeros_like(sample) if n == "token_type_ids" else sample for n in names)
     with torch.inference_mode():
         torch.onnx.export(
-            Sentence(encoder),
-            (sample, sample, torch.zeros_like(sample)),
+            Sentence(),
+            samples,
             str(path),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=names,
             output_names=["sentence_embedding"],
-            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
-            | {"sentence_embedding": {0: "batch"}},
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"sentence_embedding": {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -140,7 +145,15 @@ class Int8Encoder:
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(int8_model(folder)), options, providers=["CPUExecutionProvider"])
-        self.dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        width = self.session.get_outputs()[0].shape[1]  # static in the exported graph
+        self.dim = width if isinstance(width, int) else 0
+        if not self.dim:
+            self.dim = int(self.session.run(None, self._feeds(["probe"]))[0].shape[1])
+
+    def _feeds(self, batch: list[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
+        return {name: enc.get(name, np.zeros_like(enc["input_ids"])).astype(np.int64) for name in self.inputs}
 
     def get_embedding_dimension(self) -> int:  # the name sentence-transformers uses
         return self.dim
@@ -152,15 +165,7 @@ class Int8Encoder:
         parts = []
         for i in range(0, len(texts), batch_size):
             batch = [texts[j] for j in order[i : i + batch_size]]
-            enc = self.tokenizer(
-                batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
-            )
-            feeds = {
-                "input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64),
-                "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
-            }
-            parts.append(self.session.run(None, feeds)[0])
+            parts.append(self.session.run(None, self._feeds(batch))[0])
         if parts:
             out[order] = np.concatenate(parts)
         return out
