@@ -30,8 +30,8 @@ class EmbedSettings(Section):
     )
     dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
         "auto",
-        description="auto = bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32; int8 = the model "
-        "exported once to an int8 ONNX graph and run by onnxruntime (fastest on CPU)",
+        description="auto = int8 where the model exports (a Transformer with mean pooling in a local folder), else "
+        "bf16 on CPUs with AMX, else fp32; int8 = the model exported once to an int8 ONNX graph, run by onnxruntime",
     )
 
 

@@ -88,6 +88,13 @@ def test_int8_refuses_a_model_it_cannot_export_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="Set embed.dtype = auto") as err:
         onnx_int8.int8_model(_dense_head_model(tmp_path))
     assert "\n" not in str(err.value)
+    both = _dense_head_model(tmp_path / "cls")  # mean and CLS pooling concatenated: another vector
+    (both / "modules.json").write_text(json.dumps([{"type": "x.Transformer"}, {"type": "x.Pooling"}]))
+    assert onnx_int8.exportable(both)
+    (both / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True})
+    )
+    assert not onnx_int8.exportable(both)
 
 
 def test_auto_is_int8_where_the_model_exports_and_torch_elsewhere(tmp_path):
@@ -133,3 +140,5 @@ def test_int8_exports_a_model_without_token_types(tmp_path, monkeypatch):
     assert encoder.inputs == ["input_ids", "attention_mask"]
     vectors = encoder.encode(PASSAGES + ["x " * 300], batch_size=2)
     assert vectors.shape == (5, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    reference = Embedder(str(folder), dtype="fp32").encode(PASSAGES + ["x " * 300])  # sentence-transformers
+    assert np.sum(vectors * reference, axis=1).min() > 0.95

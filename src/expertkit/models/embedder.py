@@ -1,5 +1,5 @@
-"""The Embedder: texts → unit-length float32 vectors, batched, in bf16 where the CPU has native bf16, or as an
-int8 ONNX graph (``dtype="int8"``, see ``onnx_int8``)."""
+"""The Embedder: texts → unit-length float32 vectors, batched: as an int8 ONNX graph where the model exports
+(the default, see ``onnx_int8``), else sentence-transformers in bf16 (CPUs with AMX) or fp32."""
 
 from __future__ import annotations
 

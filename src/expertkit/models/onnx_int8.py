@@ -12,6 +12,7 @@ several times faster than fp32. What it costs in retrieval quality is measured i
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -30,7 +31,8 @@ OPSET = 17
 
 def _weights_digest(folder: Path) -> str:
     h = hashlib.blake2b(digest_size=8)
-    for name in ("config.json", "modules.json", "1_Pooling/config.json", "model.safetensors", "pytorch_model.bin"):
+    weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))  # shards too
+    for name in ("config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json", *weights):
         f = folder / name
         if f.exists():
             h.update(name.encode())
@@ -46,8 +48,13 @@ def _check_layout(folder: Path) -> None:
     listed = json.loads(modules.read_text()) if modules.exists() else []
     kinds = [m["type"].rsplit(".", 1)[-1] for m in listed]
     pooling = folder / (listed[1].get("path", "1_Pooling") if len(listed) > 1 else "1_Pooling") / "config.json"
-    mean = pooling.exists() and json.loads(pooling.read_text()).get("pooling_mode_mean_tokens") is True
-    if kinds[:2] != ["Transformer", "Pooling"] or not set(kinds[2:]) <= {"Normalize"} or not mean:
+    modes = json.loads(pooling.read_text()) if pooling.exists() else {}
+    mean = modes.get("pooling_mode_mean_tokens") is True and not any(
+        v for k, v in modes.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"
+    )  # mean alone: CLS or max concatenated with it is another vector
+    st_config = folder / "sentence_bert_config.json"
+    lower = st_config.exists() and json.loads(st_config.read_text()).get("do_lower_case") is True
+    if kinds[:2] != ["Transformer", "Pooling"] or not set(kinds[2:]) <= {"Normalize"} or not mean or lower:
         raise ConfigError(
             f"embed.dtype = int8 supports sentence-transformers models made of a Transformer and mean pooling; "
             f"{folder} is not one. Set embed.dtype = auto (or bf16, fp32)."
@@ -58,10 +65,9 @@ def exportable(folder: Path) -> bool:
     """True where ``int8_model`` can build this folder's graph and onnxruntime is installed."""
     try:
         _check_layout(folder)
-        import onnxruntime  # noqa: F401
-    except (ConfigError, ImportError, OSError, ValueError, KeyError, TypeError):
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return True
+    return importlib.util.find_spec("onnxruntime") is not None  # found, not imported: commands that never embed
 
 
 def int8_model(folder: Path) -> Path:
@@ -79,12 +85,16 @@ def int8_model(folder: Path) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         staged = Path(tmp) / "int8.onnx"
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic advises pre-processing on the root logger
+        # quantize_dynamic advises pre-processing through logging.warning, which would also give the root logger
+        # a stderr handler for good: a null handler and a raised level, both for this call only
+        root, quiet, null = logging.getLogger(), logging.getLogger().level, logging.NullHandler()
+        root.addHandler(null)
+        root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(fp32, staged, weight_type=QuantType.QInt8, per_channel=True)
         finally:
-            logging.getLogger().setLevel(quiet)
+            root.setLevel(quiet)
+            root.removeHandler(null)
         os.replace(staged, out)  # atomic: a concurrent first use builds its own copy and renames over
     return out
 
@@ -135,14 +145,18 @@ class Int8Encoder:
 
     def __init__(self, folder: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
+        import transformers
         from transformers import AutoTokenizer
 
+        transformers.utils.logging.set_verbosity_error()  # as the torch path: the chunker counts long texts
         folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         config = folder / "sentence_bert_config.json"
-        self.max_seq_length = int(json.loads(config.read_text()).get("max_seq_length", 512)) if config.exists() else 512
+        limit = json.loads(config.read_text()).get("max_seq_length") if config.exists() else None
+        self.max_seq_length = int(limit or min(self.tokenizer.model_max_length, 512))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        options.intra_op_num_threads = threads or cpus
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(int8_model(folder)), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
