@@ -41,8 +41,11 @@ def auto_dtype(path: str | Path) -> str:
     bf16 without AMX tiles is emulated and loses to fp32 (benchmarks/embed_int8.py)."""
     from expertkit.models.onnx_int8 import exportable
 
-    if exportable(Path(path)):
-        return "int8"
+    return "int8" if exportable(Path(path)) else torch_dtype()
+
+
+def torch_dtype() -> str:
+    """The sentence-transformers precision ``auto`` falls back to: bf16 only where AMX makes it fast."""
     return "bf16" if cpu_has_amx() else "fp32"
 
 
@@ -58,9 +61,6 @@ class Embedder:
         self._auto = dtype == "auto"
         self._batch_size = batch_size
         self.dtype = auto_dtype(self._path) if self._auto else dtype
-        # onnxruntime is fastest on small batches (SciFact abstracts a second at 16/32/64/128: 58.8, 55.6, 51.8,
-        # 39.4), torch on larger ones
-        self.batch_size = batch_size or (16 if self.dtype == "int8" else 64)
         self._model = None
         # one encode at a time: a server encodes from several threads, and a fast tokenizer refuses
         # concurrent use ("Already borrowed"); encoding takes milliseconds, generation seconds
@@ -82,8 +82,7 @@ class Embedder:
                 except Exception as exc:  # noqa: BLE001 - an export that fails must not stop an ingest
                     if not self._auto:
                         raise
-                    self.dtype = "bf16" if cpu_has_amx() else "fp32"  # auto: the same model in torch instead
-                    self.batch_size = self._batch_size or 64
+                    self.dtype = torch_dtype()  # auto: the same model in torch instead
                     log.warning("embed.dtype auto: the int8 export failed (%s); using %s", exc, self.dtype)
             import torch
             import transformers
@@ -97,6 +96,12 @@ class Embedder:
                 m = m.to(torch.bfloat16)
             self._model = m
         return self._model
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass: the setting, else the backend's best. onnxruntime is fastest on small batches
+        (SciFact abstracts a second at 16/32/64/128: 58.8, 55.6, 51.8, 39.4), torch on larger ones."""
+        return self._batch_size or (16 if self.dtype == "int8" else 64)
 
     @property
     def tokenizer(self):

@@ -30,15 +30,16 @@ OPSET = 17
 
 
 def _weights_digest(folder: Path) -> str:
+    """The cache key: the small config files by content, the weights (shards too) by size and mtime, so that a
+    process that only searches does not read 90 MB of weights to find its graph (a changed file is a new key)."""
     h = hashlib.blake2b(digest_size=8)
-    weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))  # shards too
-    for name in ("config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json", *weights):
+    for name in ("config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"):
         f = folder / name
         if f.exists():
-            h.update(name.encode())
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            h.update(name.encode() + f.read_bytes())
+    for f in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")):
+        stat = f.stat()
+        h.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
