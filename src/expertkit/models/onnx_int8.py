@@ -3,10 +3,10 @@
 The model folder (Transformer, mean Pooling, Normalize, as all-MiniLM-L6-v2 is) is exported once with
 ``torch.onnx.export`` into one graph that ends in the unit sentence vector, then its weights are quantised to
 int8 with onnxruntime's dynamic quantisation (activations are quantised per batch at run time, so no
-calibration data is needed). The result is cached under the model cache, keyed by the weights' hash, so it is
+calibration data is needed). The result is cached under the model cache, keyed by the model's files, so it is
 built once per model and machine; nothing is downloaded. On CPUs with VNNI the int8 matrix products run
 several times faster than fp32. What it costs in retrieval quality is measured in
-``benchmarks/ingest_vs_llamaindex.py``.
+``benchmarks/embed_int8.py``.
 """
 
 from __future__ import annotations
