@@ -26,7 +26,7 @@ class Section(BaseModel):
 class EmbedSettings(Section):
     model: str = Field("all-minilm-l6-v2", description="registry name, local folder or hub id")
     batch_size: int = Field(
-        0, ge=0, le=4096, description="texts per forward pass; 0 = the backend's best (16 for int8, 64 for torch)"
+        0, ge=0, le=4096, description="texts per forward pass; 0 = the backend's best (8 for int8, 64 for torch)"
     )
     dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
         "auto",

@@ -56,6 +56,28 @@ def test_int8_keeps_input_order_across_batches_of_mixed_lengths(int8):
     assert [int(np.argmax(together[i] @ alone.T)) for i in range(4)] == [0, 1, 2, 3]
 
 
+def test_int8_batches_texts_of_equal_token_count_together_not_equal_characters(int8, monkeypatch):
+    # in characters the two kinds interleave (100, 101, 102, ...); in wordpieces they are 50 and 20 apiece,
+    # so batching by token count pads nothing, where batching by characters would pad every batch
+    digits = ["7 " * 50 + " " * (2 * k) for k in range(4)]
+    words = ["the " * 20 + " " * (21 + 2 * k) for k in range(4)]
+    texts = [t for pair in zip(digits, words, strict=True) for t in pair]
+    assert sorted(texts, key=len) == [t for pair in zip(digits, words, strict=True) for t in pair]
+    masks = []
+    session = int8.model.session
+
+    class Recording:
+        def run(self, names, feeds):
+            masks.append(feeds["attention_mask"])
+            return session.run(names, feeds)
+
+    monkeypatch.setattr(int8.model, "session", Recording())
+    vectors = int8.encode(texts, batch_size=4)
+    assert [m.shape for m in masks] == [(4, 52), (4, 22)]
+    assert all(m.all() for m in masks)  # no padding
+    assert np.allclose(vectors[0], vectors[2], atol=1e-5) and not np.allclose(vectors[0], vectors[1], atol=0.1)
+
+
 def test_the_int8_graph_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPERTKIT_CACHE", str(tmp_path))
     exports = []

@@ -164,23 +164,33 @@ class Int8Encoder:
         width = self.session.get_outputs()[0].shape[1]  # static in the exported graph
         self.dim = width if isinstance(width, int) else 0
         if not self.dim:
-            self.dim = int(self.session.run(None, self._feeds(["probe"]))[0].shape[1])
+            self.dim = int(self.session.run(None, self._pad(self._tokenize(["probe"])))[0].shape[1])
 
-    def _feeds(self, batch: list[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
-        return {name: enc.get(name, np.zeros_like(enc["input_ids"])).astype(np.int64) for name in self.inputs}
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+
+    def _pad(self, ids: list[list[int]]) -> dict[str, np.ndarray]:
+        """One batch as the graph's inputs: ids right-padded to the longest, its mask, and zero token types."""
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        return {name: feeds[name] for name in self.inputs}
 
     def get_embedding_dimension(self) -> int:  # the name sentence-transformers uses
         return self.dim
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        lengths = [len(t) for t in texts]
-        order = np.argsort(lengths)[::-1]  # longest first, like sentence-transformers: similar lengths pad little
+        # tokenized once, and batched by token count, longest first: a batch pads to its longest text, and
+        # characters are a poor proxy for wordpieces (scientific text runs ~20% more padding sorted by characters,
+        # and ~40% more time)
+        ids = self._tokenize(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        parts = []
-        for i in range(0, len(texts), batch_size):
-            batch = [texts[j] for j in order[i : i + batch_size]]
-            parts.append(self.session.run(None, self._feeds(batch))[0])
-        if parts:
-            out[order] = np.concatenate(parts)
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            out[rows] = self.session.run(None, self._pad([ids[j] for j in rows]))[0]
         return out
