@@ -2,8 +2,10 @@
 
 Positives are each set's own questions against its own index; negatives are the other set's
 questions (science claims asked of a TV manual, and TV questions asked of science abstracts),
-which those documents cannot answer. The relevance of a question is the best dense cosine among
-the hybrid top-k. Prints the distributions and the threshold with the best balanced accuracy.
+which those documents cannot answer. The relevance of a question is what `ask` compares with the
+threshold: ``RAG.relevance`` over the hybrid top rag.k (the best dense cosine, each passage scored with
+and without its document header). Prints the distributions, the threshold with the best balanced
+accuracy, and a sweep.
 
 Run: .venv/bin/python benchmarks/calibrate_not_found.py  (ingests both sets into benchmarks/out/ once)
 """
@@ -15,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from expertkit.config import RagSettings
 from expertkit.evaluate.beir import load_beir
 from expertkit.index.sqlite import SQLiteIndex
 from expertkit.ingest.sync import Ingestor
 from expertkit.models.embedder import Embedder
+from expertkit.rag import RAG
 from expertkit.retrieve import Retriever
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -26,12 +30,11 @@ OUT = Path(__file__).parent / "out"
 
 
 def relevance(retriever: Retriever, questions: list[str]) -> np.ndarray:
+    rag = RAG(retriever, None, k=RagSettings().k)  # the gate `ask` applies, without a model
     vectors = retriever.embedder.encode(questions)
-    out = []
-    for q, v in zip(questions, vectors, strict=True):
-        hits = retriever.search(q, k=5, vector=v)
-        out.append(max((h.scores.get("dense", 0.0) for h in hits), default=0.0))
-    return np.array(out)
+    return np.array(
+        [rag.relevance(q, retriever.search(q, k=rag.k, vector=v)) for q, v in zip(questions, vectors, strict=True)]
+    )
 
 
 def main() -> None:
@@ -56,7 +59,9 @@ def main() -> None:
     # recall first: a wrong "not found" hides an answer, while a weak passage still goes through the
     # citation checks; and questions from another domain are easier to refuse than in-domain ones
     keep99 = float(np.floor(np.percentile(p, 1) * 100) / 100)
-    rules = [("best balanced accuracy", best), ("keeps 99% of answerable", keep99), ("expertkit default", 0.30)]
+    default = RagSettings().min_relevance
+    rules = [("best balanced accuracy", best), ("keeps 99% of answerable", keep99), ("expertkit default", default)]
+    rules += [("sweep", t) for t in (0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.32)]
     for rule, t in rules:
         kept, refused = float((p >= t).mean()), float((n < t).mean())
         print(
