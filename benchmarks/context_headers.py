@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -47,7 +48,8 @@ def _index(folder: Path, embedder: Embedder, corpus: Path, context: bool) -> tup
     return index, time.perf_counter() - t, sum(r.chunks for r in report.results)
 
 
-def beir_set(name: str, embedder: Embedder, context: bool) -> dict:
+def beir_set(name: str, embedder: Embedder, context: bool, per_query: dict | None = None) -> dict:
+    """Ingest and score one shared set; ``per_query`` (if given) receives hybrid nDCG@10 by query id."""
     data = load_beir(DATA / name)
     with tempfile.TemporaryDirectory() as tmp:
         index, seconds, chunks = _index(Path(tmp), embedder, data.corpus, context)
@@ -56,6 +58,8 @@ def beir_set(name: str, embedder: Embedder, context: bool) -> dict:
         for mode in MODES:
             s = evaluate_retrieval(retriever, data, mode)
             out[mode] = {"ndcg@10": round(s.ndcg10, 4), "recall@10": round(s.recall10, 4)}
+            if mode == "hybrid" and per_query is not None:
+                per_query.update(s.per_query)
         index.close()
     return out
 
@@ -79,6 +83,21 @@ def pdf_set(embedder: Embedder, context: bool) -> dict:
     return out
 
 
+def paired_difference(before: dict[str, float], after: dict[str, float], draws: int = 10_000) -> dict:
+    """Mean per-query difference (after − before) with a 95% bootstrap interval over the queries, and how many
+    queries got better and worse: whether a change in the mean is more than the noise of this many questions."""
+    ids = sorted(before)
+    diff = np.array([after[q] - before[q] for q in ids])
+    means = np.random.default_rng(0).choice(diff, size=(draws, len(diff))).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "mean": round(float(diff.mean()), 4),
+        "ci95": [round(float(low), 4), round(float(high), 4)],
+        "better": int((diff > 1e-9).sum()),
+        "worse": int((diff < -1e-9).sum()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=["pdfs", "emanual-tv", "scifact"])
@@ -90,15 +109,24 @@ def main() -> None:
     console = Console()
     for name in args.sets:
         results[name] = {}
+        scores: dict[str, dict] = {}
         for context in (False, True):
             label = "headers" if context else "no headers"
             console.print(f"[bold]{name}[/bold], {label} …")
-            results[name][label] = pdf_set(embedder, context) if name == "pdfs" else beir_set(name, embedder, context)
+            scores[label] = {}
+            results[name][label] = (
+                pdf_set(embedder, context) if name == "pdfs" else beir_set(name, embedder, context, scores[label])
+            )
+        if name != "pdfs":
+            results[name]["hybrid ndcg@10 paired"] = paired_difference(scores["no headers"], scores["headers"])
+            console.print(f"  hybrid nDCG@10, headers − none, paired: {results[name]['hybrid ndcg@10 paired']}")
         out.write_text(json.dumps(results, indent=2) + "\n")  # set by set: a long run keeps what it finished
     table = Table(title="Contextual chunk headers: retrieval, same embedder, same run")
     for col in ("set", "metric", "mode", "no headers", "headers", "Δ"):
         table.add_column(col)
     for name, by in results.items():
+        if "no headers" not in by:
+            continue
         for mode in MODES:
             for metric, value in by["no headers"][mode].items():
                 after = by["headers"][mode][metric]
