@@ -125,8 +125,6 @@ def main() -> None:
     for col in ("set", "metric", "mode", "no headers", "headers", "Δ"):
         table.add_column(col)
     for name, by in results.items():
-        if "no headers" not in by:
-            continue
         for mode in MODES:
             for metric, value in by["no headers"][mode].items():
                 after = by["headers"][mode][metric]

@@ -170,15 +170,11 @@ class Int8Encoder:
         return self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
 
     def _pad(self, ids: list[list[int]]) -> dict[str, np.ndarray]:
-        """One batch as the graph's inputs: ids right-padded to the longest, its mask, and zero token types."""
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-            mask[row, : len(x)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        return {name: feeds[name] for name in self.inputs}
+        """One batch as the graph's inputs: the tokenizer pads the ids to the longest (its pad token and side) and
+        gives the mask; token types are zero, as for any single text."""
+        feeds = dict(self.tokenizer.pad({"input_ids": ids}, return_tensors="np"))
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        return {name: feeds[name].astype(np.int64) for name in self.inputs}
 
     def get_embedding_dimension(self) -> int:  # the name sentence-transformers uses
         return self.dim
