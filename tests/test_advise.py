@@ -193,57 +193,37 @@ def test_the_report_renders_in_chromium_and_its_images_load(sample_ws, browser):
 ADVISE_EXAMPLES = EXAMPLES.parent / "advise"
 
 
-def _measure(ws, budget: float) -> dict:
-    result = runner.invoke(app, ["advise", "--measure", "--budget", str(budget), "-w", str(ws), "--json",
-                                 "--set", "advise.model_questions=0"])  # fmt: skip
+def _measure(ws, budget: float, *settings: str) -> dict:
+    sets = [arg for setting in ("advise.model_questions=0", *settings) for arg in ("--set", setting)]
+    result = runner.invoke(app, ["advise", "--measure", "--budget", str(budget), "-w", str(ws), "--json", *sets])
     assert result.exit_code == 0, result.output
     return json.loads(result.output.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_measured_advice_differs_on_two_opposite_corpora(tmp_path):
-    """Two shipped corpora with opposite profiles: a weekly price list whose answers must cite (RAG must win)
-    and a small stable handbook in the house's own words, no citations needed (fine-tuning must win)."""
-    # a price list that changes: the second sync brings next week's prices and delivery terms
-    rag_ws, docs = tmp_path / "rag-wins", tmp_path / "rag-docs"
-    shutil.copytree(ADVISE_EXAMPLES / "rag-wins" / "docs", docs)
-    runner.invoke(app, ["init", str(rag_ws)])
-    shutil.copy(ADVISE_EXAMPLES / "rag-wins" / "expertkit.toml", rag_ws / "expertkit.toml")
-    assert runner.invoke(app, ["ingest", str(docs), "-w", str(rag_ws)]).exit_code == 0
-    for changed in (ADVISE_EXAMPLES / "rag-wins" / "next-sync").iterdir():
-        shutil.copy(changed, docs / changed.name)
-    assert runner.invoke(app, ["ingest", str(docs), "-w", str(rag_ws)]).exit_code == 0
-    rag = _measure(rag_ws, 9)
-    # the handbook: synced three times, never changed
-    ft_ws = tmp_path / "fine-tuning-wins"
-    runner.invoke(app, ["init", str(ft_ws)])
-    shutil.copy(ADVISE_EXAMPLES / "fine-tuning-wins" / "expertkit.toml", ft_ws / "expertkit.toml")
-    for _ in range(3):
-        assert (
-            runner.invoke(
-                app, ["ingest", str(ADVISE_EXAMPLES / "fine-tuning-wins" / "docs"), "-w", str(ft_ws)]
-            ).exit_code
-            == 0
-        )
-    ft = _measure(ft_ws, 9)
-
-    for name, out in (("rag-wins", rag), ("fine-tuning-wins", ft)):  # the figures the README quotes (pytest -s)
-        print(name, out["recommendation"], json.dumps({k: v["accuracy"] for k, v in out["routes"].items()}),
-              {k: v["not_found"] for k, v in out["routes"].items()}, round(out["seconds"]))  # fmt: skip
-    assert rag["recommendation"] == RAG and ft["recommendation"] == FT, (rag["reasons"], ft["reasons"])
-    r, f = rag["routes"], ft["routes"]
-    # the numbers behind it. The price list: every source changed at the second sync, so an adapter is
-    # wholly stale after one sync, answers must cite, and an adapter on top of RAG did not win by the
-    # 10 points that retraining at every change costs
-    assert rag["profile"]["changed_per_sync"] == 1.0 and r["fine_tuned"]["stale_share"] == 1.0
-    assert r["rag"]["stale_share"] == 0.0 and r["rag"]["citation_validity"] is not None
-    assert r["rag_fine_tuned"]["accuracy"] < r["rag"]["accuracy"] + 0.1, r
-    assert any("traceable" in reason for reason in rag["reasons"])
-    # the handbook: stable, no citations needed, and the adapter alone answers more than any other route
-    assert ft["profile"]["changed_per_sync"] == 0.0 and not ft["profile"]["traceable"]
-    best_other = max(f[k]["accuracy"] for k in ("base", "rag", "rag_fine_tuned"))
-    assert f["fine_tuned"]["accuracy"] >= best_other + 0.05, f
-    for out in (rag, ft):
-        assert out["seconds"] < 9 * 60 * 1.15  # the budget holds
-        assert all(out["routes"][k]["n"] >= 8 for k in out["routes"])
-        assert Path(out["report"]).exists()
+def test_measure_runs_every_route_within_a_small_budget(tmp_path):
+    """The measured path end to end at its smallest: held-out questions from the documents, both adapters
+    trained (two steps each), the four routes asked through llama.cpp, the report written. Which route wins
+    on which corpus, with adapters trained for real, is measured by benchmarks/advise_corpora.py (the two
+    corpora of examples/advise/, about 16 minutes)."""
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    shutil.copy(ADVISE_EXAMPLES / "fine-tuning-wins" / "expertkit.toml", ws / "expertkit.toml")
+    docs = ADVISE_EXAMPLES / "fine-tuning-wins" / "docs"
+    assert runner.invoke(app, ["ingest", str(docs), "-w", str(ws)]).exit_code == 0
+    budget = 4.0
+    out = _measure(ws, budget, "advise.questions=4", "advise.unanswerable=2", "advise.max_facts=8", "tune.max_steps=2")
+    routes = out["routes"]
+    assert set(routes) == {"base", "rag", "fine_tuned", "rag_fine_tuned"}
+    for key, route in routes.items():
+        assert route["n"] == 4 and route["unanswerable"] == 2 and route["latency_s"] > 0, (key, route)
+        assert 0.0 <= route["accuracy"] <= 1.0 and route["not_found"] is not None
+    for key in ("fine_tuned", "rag_fine_tuned"):  # the adapters were trained, and served through --lora
+        assert routes[key]["train_steps"] == 2 and routes[key]["train_seconds"] > 0
+        assert routes[key]["stale_share"] == 0.0  # nothing changed between syncs
+    assert routes["base"]["train_steps"] is None and routes["rag"]["stale_share"] == 0.0
+    assert out["recommendation"] in (RAG, FT, BOTH) and out["reasons"]
+    assert not out["profile"]["traceable"]
+    assert out["seconds"] < budget * 60 * 1.15  # the budget holds
+    report = Path(out["report"])
+    assert report.exists() and (report.parent / "advice.json").exists()

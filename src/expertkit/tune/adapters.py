@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expertkit.errors import WorkspaceError
+from expertkit.errors import WorkspaceError, require
 from expertkit.models.lineage import (  # noqa: F401 - re-exported: the adapters API
     LINEAGE_FILE,
     base_fingerprint,
@@ -63,6 +63,8 @@ def list_adapters(root: Path, index=None) -> list[AdapterInfo]:
 def merge_adapter(adapter: Path, out: Path) -> Path:
     """Write base + adapter as one model folder that keeps the base's tokenizer and chat template."""
     import torch
+
+    require("tune", "peft")
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expertkit.config import TuneSettings
-from expertkit.errors import TrainingError
+from expertkit.errors import TrainingError, require
 from expertkit.models.embedder import cpu_has_amx
 from expertkit.models.lineage import LINEAGE_FILE, base_fingerprint, replace_dir
 from expertkit.tune.data import TrainingData, tokenize_examples
@@ -58,7 +58,7 @@ def check_hardware(method: str) -> str:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise TrainingError(
-                "QLoRA needs bitsandbytes: pip install 'expertkit[qlora]' "
+                "QLoRA needs bitsandbytes: pip install 'expertkit[tune]' "
                 "(it runs on CUDA, and on CPU through its pure-torch backend)"
             ) from None
     return device
@@ -80,6 +80,7 @@ def train(
     progress=None,
 ) -> RunResult:
     """Run one training job; the adapter lands in ``out_root/adapters/name``, the run in ``out_root/runs/name``."""
+    require("tune", "peft", "trl", "datasets", "accelerate", "matplotlib")
     import torch
     import transformers
     from datasets import Dataset
@@ -408,10 +409,9 @@ def _check_resume(run_dir: Path, name: str, identity: dict) -> None:
 
 
 def plot_loss(losses: list[tuple[int, float]], path: Path, title: str) -> None:
-    import matplotlib
+    from expertkit.evaluate.report import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     if losses:

@@ -1,0 +1,117 @@
+"""Which llama.cpp engine serves the model, on any CPU: the portable default holds no AVX-512 code, a binary
+that dies of SIGILL is replaced by one that runs and remembered per CPU, and a CPU on which nothing runs
+gets one line naming the features it lacks. A failure this machine cannot show (an AVX-512 binary on an
+AVX2 CPU) is played by a binary that dies the same way."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expertkit.errors import ConfigError, GeneratorError, ModelNotInstalledError
+from expertkit.models import engines
+from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer
+from expertkit.models.registry import module_dir, resolve
+
+MODEL = "smollm2-135m-instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+@pytest.fixture(autouse=True)
+def engine_cache(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "engines.json"
+    monkeypatch.setattr(engines, "_cache_path", lambda: path)
+    return path
+
+
+def script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def sigill_binary(tmp_path) -> tuple[str, Path]:
+    """A llama-server built for a CPU this one is not: it prints what skulk's build printed, then dies of
+    SIGILL. Each run is counted, to see whether the cached verdict spares the retry."""
+    runs = tmp_path / "runs"
+    body = f'echo run >> {runs}\necho "AMX is not ready to be used!"\nkill -ILL $$\n'
+    return script(tmp_path / "llama-server", body), runs
+
+
+def test_the_default_engine_holds_no_avx512_instruction():
+    """The failure this guards against cannot happen on an AVX-512 machine, so read the code instead: the
+    prebuilt engine's library uses AVX2 (ymm registers) and never an AVX-512 (zmm) or AMX (tile) one."""
+    objdump = shutil.which("objdump")
+    assert objdump, "objdump (binutils) is needed to read the engine's machine code"
+    libraries = sorted(module_dir("xllamacpp").glob("*.so"))
+    assert libraries
+    text = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", *map(str, libraries)], capture_output=True, text=True, check=True
+    ).stdout
+    assert text.count("%ymm") > 1000  # real vector code was read
+    assert text.count("%zmm") == 0
+    assert " tileloadd" not in text and " tdpb" not in text
+
+
+def test_auto_replaces_an_engine_that_dies_of_sigill_and_remembers_it(sigill_binary):
+    binary, runs = sigill_binary
+    first = LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1, binary=binary).start()
+    try:
+        assert first.engine.name == "xllamacpp"
+        assert "Paris" in LlamaCppGenerator(first, MODEL).generate(QUESTION, 8).text
+    finally:
+        first.stop()
+    assert runs.read_text().count("run") == 1
+    bad = engines.installed(binary)[0]
+    assert bad.name == "llama-server" and engines.verdict(bad)["ok"] is False
+    assert "SIGILL" in engines.verdict(bad)["detail"]
+    assert [e.name for e in engines.candidates("auto", binary)] == ["xllamacpp"]  # not tried again here
+    second = LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1, binary=binary).start()
+    second.stop()
+    assert runs.read_text().count("run") == 1
+
+
+def test_the_verdict_is_per_cpu(sigill_binary, monkeypatch):
+    binary, _ = sigill_binary
+    engines.record(engines.installed(binary)[0], False, "SIGILL")
+    assert [e.name for e in engines.candidates("auto", binary)] == ["xllamacpp"]
+    monkeypatch.setattr(engines, "cpu_key", lambda: "another-cpu")  # the same disk in another machine
+    assert [e.name for e in engines.candidates("auto", binary)] == ["llama-server", "xllamacpp"]
+
+
+def test_nothing_runs_names_the_missing_cpu_features(sigill_binary, monkeypatch):
+    binary, _ = sigill_binary
+    with pytest.raises(GeneratorError, match=r"no llama\.cpp engine runs on this CPU .*llama-server crashed"):
+        LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1, engine="llama-server", binary=binary).start()
+    portable = engines.installed()[0]
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"sse2", "avx", "fma"})  # a CPU from before AVX2
+    line = engines.no_engine_message([portable])
+    assert "xllamacpp needs AVX2, F16C, BMI2" in line and "expertkit doctor" in line and "\n" not in line
+
+
+def test_a_users_own_llama_server_is_run_with_llama_servers_arguments(tmp_path, monkeypatch):
+    """EXPERTKIT_LLAMA_SERVER names a binary (here one that hands its arguments to llama.cpp's server, as a
+    CUDA or native build would take them); auto runs it before the default."""
+    own = script(tmp_path / "my-llama-server", f'exec {sys.executable} -m expertkit.models.xllamacpp_server "$@"\n')
+    monkeypatch.setenv("EXPERTKIT_LLAMA_SERVER", own)
+    server = LlamaServer(resolve(MODEL, "generator"), ctx_size=512, parallel=1).start()
+    try:
+        assert server.engine.name == "llama-server" and server.engine.argv == (own,)
+        assert engines.verdict(server.engine)["ok"] is True
+        assert "Paris" in LlamaCppGenerator(server, MODEL).generate(QUESTION, 8).text
+    finally:
+        server.stop()
+
+
+def test_bad_engine_settings_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="is not a file"):
+        engines.candidates("auto", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotInstalledError, match="needs generate.server_binary"):
+        engines.candidates("llama-server")
+    with pytest.raises(ConfigError, match="use auto, xllamacpp, llama-server"):
+        engines.candidates("vulkan")

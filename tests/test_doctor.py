@@ -1,0 +1,85 @@
+"""`expertkit doctor`: one line per check, ✓ or ✗ with the fix, and the engine measured for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from expertkit import doctor
+from expertkit.cli import app
+from expertkit.errors import MissingPartError, require
+from expertkit.models import engines
+from tests.conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("doctor") / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    result = runner.invoke(app, ["ingest", str(EXAMPLES / "procedures"), "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    return ws
+
+
+def by_name(output: str) -> dict[str, dict]:
+    data = json.loads(output)
+    return {c["name"]: c for c in data["checks"]} | {"_ok": data["ok"]}
+
+
+def test_doctor_names_the_engine_that_runs_and_measures_it(ingested, tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "_cache_path", lambda: tmp_path / "engines.json")
+    result = runner.invoke(app, ["doctor", "-w", str(ingested), "--json"])
+    checks = by_name(result.output)
+    engine = checks["engine"]
+    assert engine["ok"] and engine["figures"]["engine"] == "xllamacpp"
+    assert engine["figures"]["decode_tokens_per_s"] > 0 and engine["figures"]["prompt_tokens_per_s"] > 0
+    assert engine["figures"]["tokens"] > 0
+    assert checks["cpu"]["ok"] and checks["model smollm2-135m-instruct"]["ok"]
+    assert checks["index"]["ok"] and "chunks" in checks["index"]["detail"]
+    assert checks["embedder"]["ok"] and checks["adapters"]["ok"]
+    assert engines.verdict(engines.installed()[0])["ok"] is True  # the probe taught the cache
+
+
+def test_doctor_lines_carry_a_mark_and_the_fix(tmp_path, monkeypatch):
+    """A workspace whose index is not a database: ✗, the fix on the same line, and exit code 1."""
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    (ws / ".expertkit").mkdir(exist_ok=True)
+    (ws / ".expertkit" / "index.db").write_bytes(b"this is not a database" * 100)
+    result = runner.invoke(app, ["doctor", "-w", str(ws), "--no-speed"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("✗ index"))
+    assert "→ restore it from a backup, or delete it and run `expertkit ingest` again" in line
+    assert any(ln.startswith("✓ cpu") for ln in result.output.splitlines())
+
+
+def test_doctor_flags_an_index_built_with_another_embedder(ingested):
+    result = runner.invoke(
+        app, ["doctor", "-w", str(ingested), "--no-speed", "--json"], env={"EXPERTKIT_EMBED__MODEL": "other-embedder"}
+    )
+    assert result.exit_code == 1
+    checks = by_name(result.output)
+    assert not checks["_ok"] and not checks["embedder"]["ok"]
+    assert "all-minilm-l6-v2" in checks["embedder"]["fix"]
+
+
+def test_a_cpu_without_avx2_is_named_with_what_it_lacks(monkeypatch):
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"sse2", "sse4_2", "avx"})
+    check = doctor.check_cpu()
+    assert not check.ok and "lacks AVX2, FMA, F16C, BMI2" in check.detail and "server_binary" in check.fix
+
+
+def test_little_free_disk_is_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "MIN_FREE_GB", 10**9)
+    check = doctor.check_disk([tmp_path / "not-yet" / "models"])
+    assert not check.ok and "EXPERTKIT_CACHE" in check.fix and str(tmp_path / "not-yet" / "models") in check.detail
+
+
+def test_a_missing_optional_part_names_its_extra():
+    with pytest.raises(MissingPartError, match=r"no_such_module_xyz not installed: pip install 'expertkit\[tune\]'"):
+        require("tune", "json", "no_such_module_xyz")
+    require("tune", "json")  # present: nothing raised
