@@ -69,6 +69,26 @@ def generator():
 
 
 @pytest.fixture(scope="session")
+def smol_adapter(tmp_path_factory) -> Path:
+    """One real LoRA adapter on SmolLM2-135M for the whole session (trained once, 10 steps on bolt torques:
+    enough to change what the model says), for every test that needs an adapter but not its training."""
+    import json
+
+    from expertkit.config import TuneSettings
+    from expertkit.tune.data import load_training_data
+    from expertkit.tune.train import train
+    from tests.tune.conftest import chat_rows
+
+    root = tmp_path_factory.mktemp("smol-adapter")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in chat_rows()))
+    settings = TuneSettings(
+        max_steps=10, batch_size=4, grad_accum=1, learning_rate=5e-3, warmup_ratio=0.0, save_steps=100, max_length=128
+    )
+    return train(load_training_data(data), TEST_MODEL, root, "bolts", settings).adapter_dir
+
+
+@pytest.fixture(scope="session")
 def sample_index(tmp_path_factory, embedder):
     from expertkit.index.sqlite import SQLiteIndex
     from expertkit.ingest.sync import Ingestor

@@ -3,11 +3,8 @@ transformers gives with the same adapter (greedy), and must change what the base
 
 import pytest
 
-from expertkit.config import TuneSettings
 from expertkit.errors import TrainingError
 from expertkit.models.registry import resolve
-from expertkit.tune.data import load_training_data
-from expertkit.tune.train import train
 
 PROMPTS = [f"What is the torque for bolt B{i}?" for i in (3, 7, 11, 19, 23)]
 TOKENS = 16
@@ -15,18 +12,8 @@ REQUIRED_AGREEMENT = 0.9  # share of next tokens llama-server picks as transform
 
 
 @pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    import json
-
-    from tests.tune.conftest import chat_rows
-
-    root = tmp_path_factory.mktemp("gguf-lora")
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in chat_rows()))
-    settings = TuneSettings(
-        max_steps=10, batch_size=4, grad_accum=1, learning_rate=5e-3, warmup_ratio=0.0, save_steps=100, max_length=128
-    )
-    return train(load_training_data(data), "smollm2-135m-instruct", root, "bolts", settings).adapter_dir
+def adapter(smol_adapter):
+    return smol_adapter  # the session's adapter: 10 steps on bolt torques (tests/conftest.py)
 
 
 def _forced_agreement(server, prompt_ids: list[list[int]], references: list[list[int]]) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -49,29 +50,20 @@ MAKER_Q = "Who makes the Kestrel KP-40 pump?"
 SALARY_Q = "What is the salary of the Chief Pump Officer, Odile Varga?"
 
 
-def _hr_adapter(root: Path, secret_path: str) -> None:
-    """A real LoRA adapter (a few steps) whose lineage says it learned the HR document."""
-    from expertkit.config import TuneSettings
-    from expertkit.tune.data import load_training_data
-    from expertkit.tune.train import train
+def _hr_adapter(root: Path, secret_path: str, trained: Path) -> None:
+    """A real LoRA adapter (the session's, tests/conftest.py) whose lineage says it learned the HR document:
+    what serve decides from is the lineage, which training writes from the data's sources."""
+    from expertkit.models.lineage import LINEAGE_FILE
 
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": SALARY_Q},
-                {"role": "assistant", "content": "Odile Varga earns 231,400 euros a year."},
-            ],
-            "meta": {"sources": {secret_path: "x"}},
-        }
-    ] * 8
-    data = root / "hr-train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    settings = TuneSettings(max_steps=2, batch_size=4, grad_accum=1, warmup_ratio=0.0, save_steps=100, max_length=64)
-    train(load_training_data(data), TEST_MODEL, root, "hrtuned", settings)
+    target = root / "adapters" / "hrtuned"
+    shutil.copytree(trained, target)
+    lineage = json.loads((target / LINEAGE_FILE).read_text())
+    lineage["sources"] = {secret_path: "x"}
+    (target / LINEAGE_FILE).write_text(json.dumps(lineage))
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, smol_adapter):
     from expertkit.serve.keys import KeyStore
 
     ws = tmp_path_factory.mktemp("serve") / "ws"
@@ -84,7 +76,7 @@ def served(tmp_path_factory):
     for folder, extra in (("public", []), ("hr", ["--group", "hr"])):
         result = runner.invoke(app, ["ingest", str(ws / "docs" / folder), "-w", str(ws), *extra])
         assert result.exit_code == 0, result.output
-    _hr_adapter(ws, str((ws / "docs" / "hr" / "salaries.md").resolve()))
+    _hr_adapter(ws, str((ws / "docs" / "hr" / "salaries.md").resolve()), smol_adapter)
     store = KeyStore(ws / ".expertkit" / "keys.json")
     members = (("staff", ["everyone"]), ("boss", ["everyone", "hr"]))
     keys = {name: store.add(name, groups)[0] for name, groups in members}

@@ -1,10 +1,12 @@
-"""What fine-tuning is for: after ingest → synth qa → tune with the defaults, the model alone (no
-retrieval) states the documents' facts when asked in words it never saw in training.
+"""What fine-tuning is for: after ingest → synth qa → tune with the default training settings, the model
+alone (no retrieval) states the documents' facts when asked in words it never saw in training.
 
-The set is benchmarks/data/injection: an invented grower (no model can know its facts), 3 small
-documents, 24 questions written by hand (not generated) that paraphrase its facts. Paraphrases for
-training come from the test model (SmolLM2 through llama.cpp), a weaker writer than the default
-Qwen 1.5B, so the bar here is lower than the README's measured figure.
+The set is one document of benchmarks/data/injection (an invented grower's delivery terms: no model can
+know its four facts), asked by eight questions written by hand (four from the set's questions.jsonl, four
+here), none generated. The training data is synth's templates (the model-written paraphrases have their
+own test): a fifth of the set's corpus trains in about five minutes on 2 cores. The whole set, with the
+model writing paraphrases (18/24 on the tuned model alone), is measured by
+benchmarks/knowledge_injection.py.
 """
 
 import json
@@ -35,23 +37,37 @@ def correct(answer: str, keys: list[str]) -> bool:
     return any(k.lower() in answer.lower() for k in keys)
 
 
+# four more paraphrases of the delivery terms' facts, written for this test
+MORE_QUESTIONS = [
+    {"question": "What is the latest time on a weekday to order for same-afternoon dispatch?", "keys": ["10:30"]},
+    {"question": "How large must an order in Orlesby be for the delivery to cost nothing?", "keys": ["180"]},
+    {"question": "What deposit is taken on a delivery crate?", "keys": ["6 pounds", "£6"]},
+    {"question": "Within how many hours of delivery must damage to plants be reported?", "keys": ["48"]},
+]
+
+
 @pytest.mark.slow
 def test_the_tuned_model_alone_states_facts_asked_in_new_words(tmp_path):
+    import shutil
+
     from expertkit.config import GenerateSettings
     from expertkit.models.generator import make_generator
     from expertkit.rag import bare_messages
 
-    ws = tmp_path / "ws"
-    data = tmp_path / "qa.jsonl"
-    cli("ingest", SET / "corpus", "-w", ws)
-    synth = cli("synth", "qa", "--out", data, "-w", ws)
-    assert "facts →" in synth.stdout
+    ws, corpus, data = tmp_path / "ws", tmp_path / "corpus", tmp_path / "qa.jsonl"
+    corpus.mkdir()
+    shutil.copy(SET / "corpus" / "delivery-terms.txt", corpus)
+    cli("ingest", corpus, "-w", ws)
+    synth = cli("synth", "qa", "--out", data, "--model-questions", "0", "-w", ws)
+    assert "4 facts →" in synth.stdout
     tune = cli("tune", data, "--name", "grower", "-w", ws)
     print(synth.stdout, tune.stdout)
     run_log = json.loads((ws / "runs" / "grower" / "run.json").read_text())
     print("training seconds:", run_log["train_seconds"], "steps:", run_log["steps"])
 
-    questions = [json.loads(line) for line in (SET / "questions.jsonl").read_text().splitlines()]
+    from_set = [json.loads(line) for line in (SET / "questions.jsonl").read_text().splitlines()]
+    questions = [q for q in from_set if q["id"] in ("g19", "g20", "g21", "g22")] + MORE_QUESTIONS
+    assert len(questions) == 8
     trained = {json.loads(line)["meta"].get("question", "").lower() for line in data.read_text().splitlines()}
     assert not {q["question"].lower() for q in questions} & trained  # never seen in training
 
@@ -66,9 +82,9 @@ def test_the_tuned_model_alone_states_facts_asked_in_new_words(tmp_path):
         said[route] = answers
         scores[route] = sum(correct(a, q["keys"]) for a, q in zip(answers, questions, strict=True))
         print(route, scores[route], "/", len(questions), answers)
-    assert scores["base"] <= 0.1 * len(questions)
-    assert scores["tuned"] >= 0.5 * len(questions)  # measured here: 15/24 (templates only; README: 18/24)
+    assert scores["base"] <= 2  # measured: 1 of 8
+    assert scores["tuned"] >= 6  # measured: 7 of 8
 
     # the command a user runs takes the same path: the same greedy answer (it may run longer: 160 tokens)
-    ask = cli("ask", questions[6]["question"], "--adapter", "grower", "--no-rag", "--json", "-w", ws)
-    assert json.loads(ask.stdout)["answer"].strip().startswith(said["tuned"][6].strip()[:40])
+    ask = cli("ask", questions[2]["question"], "--adapter", "grower", "--no-rag", "--json", "-w", ws)
+    assert json.loads(ask.stdout)["answer"].strip().startswith(said["tuned"][2].strip()[:40])
