@@ -80,6 +80,15 @@ def test_streams_with_the_ggufs_own_template_and_exact_token_counts(llama):
     assert llama.context_window == 2048
 
 
+def test_the_shared_system_prompt_comes_from_the_prompt_cache(llama):
+    """RAG's system message is the same for every question: the second question reads it from the cache."""
+    system = {"role": "system", "content": "You answer questions about Norvale pumps and nothing else. " * 20}
+    first = llama.generate([system, {"role": "user", "content": "What is a pump?"}], 4)
+    second = llama.generate([system, {"role": "user", "content": "What is a valve?"}], 4)
+    assert first.prompt_tokens > 200 and first.cached_tokens < 200
+    assert second.cached_tokens >= 200
+
+
 def test_json_schema_output_always_parses(llama):
     schema = {
         "type": "object",

@@ -35,6 +35,7 @@ class Generation:
     seconds: float  # time to generate, model load excluded
     finish_reason: str = "stop"  # stop | length | interrupted
     first_token_s: float | None = None  # time to the first streamed token (prompt processing included)
+    cached_tokens: int = 0  # prompt tokens the server read from its prompt cache instead of computing them
 
     @property
     def tokens_per_second(self) -> float:
@@ -384,6 +385,7 @@ class OpenAIGenerator:
             time.perf_counter() - started,
             finish,
             first,
+            int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         )
 
 
