@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The demo: a workspace over the sample corpus (Norvale Pumps, invented facts in PDF, DOCX, CSV,
-# Markdown and HTML), searches that hit each format, then three questions answered with verified
-# citations by the default model (Qwen2.5-Coder-1.5B on a warm llama.cpp server): one from the CSV
-# table, one from the PDF manual, one the documents cannot answer.
+# The demo: what this machine runs (expertkit doctor), then a workspace over the sample corpus
+# (Norvale Pumps, invented facts in PDF, DOCX, CSV, Markdown and HTML), searches that hit each format,
+# then three questions answered with verified citations by the default model (Qwen2.5-Coder-1.5B on a
+# warm llama.cpp server): one from the CSV table, one from the PDF manual, one the documents cannot answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EK=".venv/bin/expertkit"
@@ -11,6 +11,8 @@ export HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-120}"
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
+say expertkit doctor
+$EK doctor || true  # what runs on this machine and how fast; a ✗ names its fix and the demo goes on
 say expertkit init "$WS"
 $EK init "$WS"
 say expertkit ingest examples/corpus --tag norvale -w "$WS"
