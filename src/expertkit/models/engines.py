@@ -37,7 +37,6 @@ CACHE_FILE = "engines.json"
 
 # The CPU features the prebuilt engine was compiled to use, as its own get_system_info() reports them.
 NEEDS = {(XLLAMACPP, "x86_64"): ("avx", "avx2", "fma", "f16c", "bmi2")}
-ILLEGAL_INSTRUCTION = (-signal.SIGILL, 128 + signal.SIGILL)  # killed by it, or a shell reporting it
 
 
 @dataclass(frozen=True)
@@ -120,11 +119,11 @@ def user_binary(binary: str = "") -> str:
     return binary or os.environ.get("EXPERTKIT_LLAMA_SERVER", "")
 
 
-def installed(binary: str = "") -> list[Engine]:
+def installed(binary: str = "", check_binary: bool = True) -> list[Engine]:
     """Every engine present, in the order ``auto`` tries them: the user's binary, then xllamacpp."""
     found: list[Engine] = []
     path = user_binary(binary)
-    if path:
+    if path and (check_binary or Path(path).is_file()):
         if not Path(path).is_file():
             raise ConfigError(f"llama-server binary {path} is not a file: fix generate.server_binary or "
                               "EXPERTKIT_LLAMA_SERVER")  # fmt: skip
@@ -141,13 +140,14 @@ def candidates(preference: str = "auto", binary: str = "") -> list[Engine]:
     dies of SIGILL (a native build copied from another machine)."""
     if preference not in ("auto", *ENGINE_NAMES):
         raise ConfigError(f"generate.engine = {preference!r}: use auto, {', '.join(ENGINE_NAMES)}")
-    found = installed(binary)
+    found = installed(binary, check_binary=preference != XLLAMACPP)
     if preference == "auto":
         chosen = found
-    else:
+    else:  # named: tried whatever the cache says (it may have been wrong, or the machine changed)
         chosen = [e for e in found if e.name == preference]
         if not chosen:
             raise ModelNotInstalledError(_install_hint(preference))
+        return chosen
     verdicts = _read_cache().get(cpu_key(), {})
     runnable = [e for e in chosen if verdicts.get(e.identity, {}).get("ok", True)]
     if not runnable:
@@ -169,8 +169,9 @@ def no_engine_message(tried: list[Engine]) -> str:
     for engine in tried:
         missing = engine.missing()
         parts.append(f"{engine.name} needs {', '.join(missing).upper()}" if missing else f"{engine.name} crashed")
-    return (f"no llama.cpp engine runs on this CPU ({cpu_name()}): {'; '.join(parts)}; run `expertkit doctor`, "
-            "or point generate.server_binary at a llama-server built on this machine")  # fmt: skip
+    return (f"no llama.cpp engine runs on this CPU ({cpu_name()}): {'; '.join(parts)}; run `expertkit doctor` "
+            f"(it tries them again; verdicts in {_cache_path()}), or point generate.server_binary at a "
+            "llama-server built on this machine")  # fmt: skip
 
 
 # -- verdicts, cached per CPU -------------------------------------------------------------------------------
@@ -192,12 +193,26 @@ def record(engine: Engine, ok: bool, detail: str = "") -> None:
     """Remember whether ``engine`` runs on this CPU. A cache that cannot be written only costs a retry."""
     data = _read_cache()
     data.setdefault(cpu_key(), {})[engine.identity] = {"ok": ok, "detail": detail[:300], "at": time.time()}
+    _write_cache(data)
+
+
+def _write_cache(data: dict) -> None:
+    import tempfile
+
     path = _cache_path()
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".engines-", suffix=".tmp")  # unique per writer
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2))
         os.replace(tmp, path)
+
+
+def forget() -> None:
+    """Drop what was learnt on this CPU, so that every engine is tried again (``expertkit doctor`` does)."""
+    data = _read_cache()
+    if data.pop(cpu_key(), None) is not None:
+        _write_cache(data)
 
 
 def verdict(engine: Engine) -> dict | None:
@@ -206,5 +221,9 @@ def verdict(engine: Engine) -> dict | None:
 
 
 def crashed_on_cpu(exit_code: int | None, log: str = "") -> bool:
-    """The process died of an instruction this CPU does not have."""
-    return exit_code in ILLEGAL_INSTRUCTION or "illegal instruction" in log.lower()
+    """The process died of an instruction this CPU does not have: killed by SIGILL, or a wrapper shell that
+    says so in its last line and exits 128 + SIGILL (a log's other lines may mention anything)."""
+    if exit_code == -signal.SIGILL:
+        return True
+    last = next((ln for ln in reversed(log.splitlines()) if ln.strip()), "")
+    return exit_code == 128 + signal.SIGILL and "illegal instruction" in last.lower()

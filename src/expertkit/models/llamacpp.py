@@ -119,7 +119,7 @@ class ServerInfo:
 class LlamaServer:
     """One llama.cpp server process serving one GGUF model.
 
-    ``engine`` is ``generate.engine`` (auto, xllamacpp, llama-server, skulk) and ``binary`` the user's own
+    ``engine`` is ``generate.engine`` (auto, xllamacpp, llama-server) and ``binary`` the user's own
     llama-server; ``start`` tries the candidate engines in order and keeps the first that runs on this CPU.
     """
 
@@ -148,6 +148,7 @@ class LlamaServer:
         self.threads = threads or physical_cores()
         self.host = host
         self.port = port
+        self.port_chosen = port != 0  # a port the user named is checked, never replaced
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
@@ -191,7 +192,7 @@ class LlamaServer:
         raise GeneratorError(engines.no_engine_message(tried))
 
     def _start_with(self, engine: Engine, detach: bool, timeout: float) -> LlamaServer:
-        if self.port == 0:
+        if not self.port_chosen:  # a fresh one for each engine tried: a crashed try may leave its port in TIME_WAIT
             self.port = free_port(self.host)
         else:  # a port the user chose: refuse it now if taken, rather than talk to whoever holds it
             with socket.socket() as probe:

@@ -10,7 +10,6 @@ CPU of the last decade; ``--version`` prints the build and the CPU features it u
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -72,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(xllamacpp.get_system_info().strip())
         return 0
     for sig in (signal.SIGTERM, signal.SIGINT):
-        # at once: the server's destructor waits for a main loop nobody stops, and there is nothing to flush
-        signal.signal(sig, lambda *_: os._exit(0))
+        # the kernel's default (die at once), not a Python handler: Python runs handlers only between bytecodes,
+        # so one would wait for the model to load; and the server's destructor waits for a loop nobody stops
+        signal.signal(sig, signal.SIG_DFL)
     server = xllamacpp.Server(params_for(args))  # loads the model and starts the HTTP threads
     print(f"main: server is listening on {server.listening_address}", flush=True)
     threading.Event().wait()
