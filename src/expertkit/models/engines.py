@@ -64,24 +64,24 @@ class Engine:
 # -- the CPU ----------------------------------------------------------------------------------------------
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux names them (/proc/cpuinfo ``flags`` on x86, ``Features`` on ARM);
-    empty where they cannot be read (macOS, Windows)."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The first /proc/cpuinfo value under one of ``keys``; None where there is none (macOS, Windows)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return set(value.split())
-    return set()
+            if key.strip() in keys:
+                return value.strip()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux names them (``flags`` on x86, ``Features`` on ARM); empty where
+    they cannot be read."""
+    return set((_cpuinfo("flags", "Features") or "").split())
 
 
 def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "CPU part"):
-                return value.strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name", "Model", "CPU part") or platform.processor() or platform.machine()
 
 
 def cpu_key() -> str:
@@ -98,20 +98,22 @@ def _xllamacpp() -> Engine | None:
     if folder is None:
         return None
     build = next(folder.glob("xllamacpp*.so"), None) or folder
-    stat = build.stat()
     return Engine(
         XLLAMACPP,
         (sys.executable, "-m", "expertkit.models.xllamacpp_server"),
-        identity=f"{XLLAMACPP}:{build}:{stat.st_size}:{int(stat.st_mtime)}",
+        identity=_identity(XLLAMACPP, build),
         needs=NEEDS.get((XLLAMACPP, platform.machine()), ()),
     )
 
 
+def _identity(name: str, build: Path) -> str:
+    """The engine and its build: a rebuilt or upgraded binary is tried again."""
+    stat = build.stat()
+    return f"{name}:{build}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
 def _binary_engine(name: str, path: Path) -> Engine:
-    stat = path.stat()
-    return Engine(
-        name, (str(path),), library_dir=str(path.parent), identity=f"{name}:{path}:{stat.st_size}:{int(stat.st_mtime)}"
-    )
+    return Engine(name, (str(path),), library_dir=str(path.parent), identity=_identity(name, path))
 
 
 def user_binary(binary: str = "") -> str:
@@ -123,11 +125,11 @@ def installed(binary: str = "", check_binary: bool = True) -> list[Engine]:
     """Every engine present, in the order ``auto`` tries them: the user's binary, then xllamacpp."""
     found: list[Engine] = []
     path = user_binary(binary)
-    if path and (check_binary or Path(path).is_file()):
-        if not Path(path).is_file():
-            raise ConfigError(f"llama-server binary {path} is not a file: fix generate.server_binary or "
-                              "EXPERTKIT_LLAMA_SERVER")  # fmt: skip
+    if path and Path(path).is_file():
         found.append(_binary_engine(USER_BINARY, Path(path)))
+    elif path and check_binary:
+        raise ConfigError(f"llama-server binary {path} is not a file: fix generate.server_binary or "
+                          "EXPERTKIT_LLAMA_SERVER")  # fmt: skip
     xllamacpp = _xllamacpp()
     if xllamacpp is not None:
         found.append(xllamacpp)

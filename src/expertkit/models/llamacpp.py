@@ -188,7 +188,7 @@ class LlamaServer:
             try:
                 return self._start_with(engine, detach, timeout)
             except _EngineCrashed as crash:
-                engines.record(engine, False, crash.detail)
+                engines.record(engine, False, str(crash))
         raise GeneratorError(engines.no_engine_message(tried))
 
     def _start_with(self, engine: Engine, detach: bool, timeout: float) -> LlamaServer:
@@ -297,10 +297,6 @@ class LlamaServer:
 
 class _EngineCrashed(GeneratorError):
     """The engine died of an instruction this CPU lacks: another engine may run."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 def _terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
