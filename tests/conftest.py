@@ -35,6 +35,7 @@ def _isolated(monkeypatch, tmp_path_factory):
     home = tmp_path_factory.getbasetemp() / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)  # the user's config file: ~/.config of that home
     # the fast shipped model; the default (Qwen2.5-Coder-1.5B) has its own slow tests
     monkeypatch.setenv("EXPERTKIT_GENERATE__MODEL", TEST_MODEL)
 
@@ -166,3 +167,43 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class KeyCatcher:
+    """The attacker's end: a plain HTTP listener on 127.0.0.1 that records every request's headers and
+    answers like an OpenAI-compatible server (one streamed word), so a client that sends a key succeeds."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                seen.append(dict(self.headers))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b'data: {"choices":[{"delta":{"content":"Hello"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.origin}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def saw(self, secret: str) -> bool:
+        return any(secret in value for headers in self.requests for value in headers.values())
+
+    def __enter__(self) -> KeyCatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -136,6 +136,34 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, env, needle)
     assert result.stderr.strip().count("\n") <= 1
 
 
+def test_ask_in_someone_elses_folder_sends_them_no_key(tmp_path):
+    """Issue 21, finding 1, replayed: a folder holds an expertkit.toml naming its owner's listener and the
+    variable to send; the user runs `expertkit ask` inside it with their keys in the environment."""
+    from expertkit.index.sqlite import SQLiteIndex
+    from tests.conftest import KeyCatcher
+
+    theirs = tmp_path / "theirs"
+    (theirs / ".expertkit").mkdir(parents=True)
+    SQLiteIndex(theirs / ".expertkit" / "index.db").close()
+    keys = {"OPENAI_API_KEY": "sk-openai-" + "5" * 32, "ANTHROPIC_API_KEY": "sk-ant-" + "6" * 32}
+    with KeyCatcher() as listener:
+        toml = f'[generate]\nbase_url = "{listener.url}"\napi_key_env = "ANTHROPIC_API_KEY"\n'
+        (theirs / "expertkit.toml").write_text(toml)
+        result = subprocess.run(
+            [sys.executable, "-m", "expertkit.cli", "ask", "--no-rag", "What is the warranty?"],
+            capture_output=True,
+            text=True,
+            cwd=theirs,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "1000", **keys},  # no wrapping
+            timeout=120,
+        )
+    assert listener.requests == []
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # one line
+    assert f'[secrets] allow = ["ANTHROPIC_API_KEY {listener.origin}"]' in result.stderr
+    assert not any(key in result.stdout + result.stderr for key in keys.values())
+
+
 # -- ask, chat, models (with the real shipped model) ----------------------------------------------------
 
 

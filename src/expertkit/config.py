@@ -1,22 +1,35 @@
-"""One validated Settings object: expertkit.toml, overridden by EXPERTKIT_* env, overridden by flags.
+"""One validated Settings object: the user's own config file, then expertkit.toml, overridden by
+EXPERTKIT_* env, overridden by flags.
 
 Environment variables name a key with ``__`` between section and field, e.g.
 ``EXPERTKIT_SEARCH__K=20`` or ``EXPERTKIT_EMBED__BATCH_SIZE=32``.
+
+The user's file (``$EXPERTKIT_CONFIG``, else ``$XDG_CONFIG_HOME/expertkit/config.toml``, else
+``~/.config/expertkit/config.toml``) holds the same sections, below the workspace's, and ``[secrets] allow``:
+the (variable, server) pairs a workspace's file may send an API key to (see :func:`api_key_for`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from expertkit.errors import ConfigError
 
 CONFIG_FILE = "expertkit.toml"
 ENV_PREFIX = "EXPERTKIT_"
+USER_CONFIG_ENV = "EXPERTKIT_CONFIG"  # the user's own config file; not a setting (no "__")
+SECRETS = "secrets"  # the user file's allow-list section; never a workspace's
+API_KEY_VARIABLE = r"^[A-Z][A-Z0-9_]*_API_KEY$"
 
 
 class Section(BaseModel):
@@ -106,6 +119,17 @@ class SearchSettings(Section):
     )
 
 
+@dataclass(frozen=True)
+class SecretPolicy:
+    """Where generate.base_url / api_key_env came from, when a workspace's file chose either: the values it
+    chose, and the (variable, origin) pairs the user's own file allows."""
+
+    workspace_file: str
+    chosen: dict[str, str]  # field -> the value the workspace's file set
+    allow: frozenset[tuple[str, str]]
+    user_file: str
+
+
 class GenerateSettings(Section):
     backend: Literal["auto", "transformers", "openai", "llamacpp"] = Field(
         "auto",
@@ -119,7 +143,7 @@ class GenerateSettings(Section):
     base_url: str = Field("", description="for backend = openai, e.g. http://localhost:8000/v1")
     api_key_env: str = Field(
         "OPENAI_API_KEY",
-        pattern=r"^[A-Z][A-Z0-9_]*_API_KEY$",
+        pattern=API_KEY_VARIABLE,
         description="environment variable holding the API key (never this file); its name must end in _API_KEY, "
         "so a workspace's file cannot send another variable (a cloud token, a password) to a server",
     )
@@ -139,6 +163,7 @@ class GenerateSettings(Section):
     server_binary: str = Field(
         "", description="llamacpp: your own llama-server (CUDA, Metal, a native build); EXPERTKIT_LLAMA_SERVER too"
     )
+    _secrets: SecretPolicy | None = PrivateAttr(default=None)  # set by load_settings
 
 
 class RagSettings(Section):
@@ -275,24 +300,140 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
-    """Read the workspace's expertkit.toml, then the environment, then ``overrides``; validate once."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if workspace is not None and (workspace / CONFIG_FILE).exists():
-        path = workspace / CONFIG_FILE
-        try:
-            layers.append((str(path), tomllib.loads(path.read_text(encoding="utf-8"))))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    layers.append(("environment", _env_overrides(dict(os.environ if environ is None else environ))))
-    layers.append(("command line", overrides or {}))
+    """Read the user's config file, then the workspace's expertkit.toml, then the environment, then
+    ``overrides``; validate once. Which layer chose generate.base_url and api_key_env is kept
+    (``GenerateSettings._secrets``) for :func:`api_key_for`."""
+    env = dict(os.environ if environ is None else environ)
+    user_file = user_config_path(env)
+    user = _read_toml(user_file) if user_file.is_file() else {}
+    allow = _parse_allow(user.pop(SECRETS, {}), user_file)
+    layers: list[tuple[str, str, dict[str, Any]]] = [("user", str(user_file), user)]
+    ws_file = workspace / CONFIG_FILE if workspace is not None else None
+    if ws_file is not None and ws_file.exists() and not (user_file.is_file() and ws_file.samefile(user_file)):
+        data = _read_toml(ws_file)
+        if SECRETS in data:
+            raise ConfigError(f"{ws_file}: [{SECRETS}] belongs in your own {user_file}, never in a workspace's file")
+        layers.append(("workspace", str(ws_file), data))
+    layers.append(("environment", "environment", _env_overrides(env)))
+    layers.append(("command line", "command line", overrides or {}))
     merged: dict[str, Any] = {}
-    for origin, layer in layers:
+    chooser: dict[str, str] = {}  # generate.base_url / api_key_env -> the kind of layer that chose its value
+    for kind, origin, layer in layers:
+        generate = layer.get("generate")
+        for name in _SECRET_FIELDS if isinstance(generate, dict) else ():
+            # a workspace's file chooses only what it changes (expertkit init writes the defaults out)
+            if name in generate and (kind != "workspace" or str(generate[name]) != _value_below(merged, name)):
+                chooser[name] = kind
         merged = _deep_merge(merged, layer)
         try:  # validate layer by layer so the error names where the bad value came from
             Settings.model_validate(merged)
         except ValidationError as exc:
             raise ConfigError(_format_error(exc, origin)) from None
-    return Settings.model_validate(merged)
+    settings = Settings.model_validate(merged)
+    chosen = {name: getattr(settings.generate, name) for name, kind in chooser.items() if kind == "workspace"}
+    if chosen:
+        settings.generate._secrets = SecretPolicy(str(ws_file), chosen, allow, str(user_file))
+    return settings
+
+
+_SECRET_FIELDS = ("base_url", "api_key_env")
+
+
+def _value_below(merged: dict[str, Any], name: str) -> str:
+    generate = merged.get("generate")
+    if isinstance(generate, dict) and name in generate:
+        return str(generate[name])
+    return str(GenerateSettings.model_fields[name].default)
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The user's own config file: ``$EXPERTKIT_CONFIG``, else ``$XDG_CONFIG_HOME/expertkit/config.toml``,
+    else ``~/.config/expertkit/config.toml`` (it need not exist)."""
+    env = os.environ if environ is None else environ
+    if env.get(USER_CONFIG_ENV):
+        return Path(env[USER_CONFIG_ENV]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "expertkit" / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _parse_allow(section: Any, path: Path) -> frozenset[tuple[str, str]]:
+    """``[secrets] allow = ["VARIABLE scheme://host[:port]", ...]`` as (variable, origin) pairs."""
+    example = '[secrets] allow = ["OPENAI_API_KEY https://api.openai.com"]'
+    entries = section.get("allow", []) if isinstance(section, dict) else None
+    if not isinstance(entries, list) or set(section) - {"allow"}:
+        raise ConfigError(f"{path}: [{SECRETS}] holds one key, a list of variable and server: {example}")
+    pairs = set()
+    for entry in entries:
+        parts = entry.split() if isinstance(entry, str) else []
+        origin = _origin(parts[1]) if len(parts) == 2 else None
+        if origin is None or not re.fullmatch(API_KEY_VARIABLE, parts[0]):
+            raise ConfigError(f"{path}: secrets.allow entry {entry!r}: expected a variable and a server, {example}")
+        pairs.add((parts[0], origin))
+    return frozenset(pairs)
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased, the default port left out; None if not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port and port != {"http": 80, "https": 443}[scheme] else "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (a name other than localhost is not resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key_for(settings: GenerateSettings, environ: Mapping[str, str] | None = None) -> str:
+    """The API key to send to ``settings.base_url``: the variable ``api_key_env`` names, or "" when it is unset.
+
+    Refused (ConfigError) when the key would travel over plain http to another machine, or when the workspace's
+    expertkit.toml chose the server or the variable and the user's own file does not allow that pair: running
+    expertkit in someone else's folder must not send one's key to a server that folder names.
+    """
+    env = os.environ if environ is None else environ
+    name, url = settings.api_key_env, settings.base_url
+    key = env.get(name, "")
+    if not key or not url:
+        return ""
+    origin = _origin(url)
+    if origin is None:
+        raise ConfigError(
+            f"generate.base_url = {url!r}: expected an http:// or https:// URL, e.g. https://api.openai.com/v1"
+        )
+    if not origin.startswith("https://") and not is_loopback_host(urlsplit(url.strip()).hostname or ""):
+        raise ConfigError(
+            f"generate.base_url = {url}: expertkit sends {name} only over https or to this machine (localhost, "
+            f"127.0.0.1, ::1), not over plain http to {origin}: use https://{url.strip().split('://', 1)[1]}"
+        )
+    policy = settings._secrets
+    chosen = [f"generate.{f}" for f, v in policy.chosen.items() if getattr(settings, f) == v] if policy else []
+    if chosen and (name, origin) not in policy.allow:
+        raise ConfigError(
+            f"{policy.workspace_file} sets {' and '.join(chosen)}, so it would send {name} to {origin}; a workspace "
+            f"cannot choose where your keys go: if you trust it, add to {policy.user_file}: "
+            f'[{SECRETS}] allow = ["{name} {origin}"]'
+        )
+    return key
 
 
 def default_toml() -> str:

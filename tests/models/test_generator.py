@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from expertkit.errors import GeneratorError, ModelNotInstalledError
-from expertkit.models.generator import OpenAIGenerator, TransformersGenerator, local_model_path, model_cache_dir
-from tests.conftest import Server, free_port
+from expertkit.config import default_toml, load_settings
+from expertkit.errors import ConfigError, GeneratorError, ModelNotInstalledError
+from expertkit.models.generator import (
+    OpenAIGenerator,
+    TransformersGenerator,
+    local_model_path,
+    make_generator,
+    model_cache_dir,
+)
+from tests.conftest import KeyCatcher, Server, free_port
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
@@ -177,3 +184,102 @@ def test_bad_chat_requests_get_400_in_openais_shape(local_server, body, needle):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert needle in error["message"] and error["type"] == "invalid_request_error"
+
+
+# -- API keys: which server may receive them -------------------------------------------------------------
+
+OPENAI_KEY = "sk-openai-" + "7" * 32
+ANTHROPIC_KEY = "sk-ant-" + "8" * 32
+
+
+@pytest.fixture
+def keys(monkeypatch, tmp_path) -> Path:
+    """Both keys in the environment, as on a developer's machine; the user's own config file (returned) in
+    tmp_path, empty until a test writes it."""
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    user_file = tmp_path / "mine" / "config.toml"
+    user_file.parent.mkdir()
+    monkeypatch.setenv("EXPERTKIT_CONFIG", str(user_file))
+    return user_file
+
+
+def _their_workspace(tmp_path: Path, toml: str) -> Path:
+    ws = tmp_path / "theirs"
+    ws.mkdir()
+    (ws / "expertkit.toml").write_text(toml)
+    return ws
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable"),
+    [("", "OPENAI_API_KEY"), ('api_key_env = "ANTHROPIC_API_KEY"\n', "ANTHROPIC_API_KEY")],
+)
+def test_a_workspace_cannot_send_a_key_to_a_server_it_names(tmp_path, keys, extra, variable):
+    """The attack (issue 21, finding 1): someone else's folder holds an expertkit.toml naming their listener
+    (and, or not, which variable to send); the user runs expertkit there. Nothing reaches the listener, and
+    the one-line error says which file to edit and the exact line that would allow it."""
+    with KeyCatcher() as listener:
+        ws = _their_workspace(tmp_path, f'[generate]\nbase_url = "{listener.url}"\n{extra}')
+        with pytest.raises(ConfigError) as exc:
+            make_generator(load_settings(ws).generate).generate(QUESTION)
+    assert listener.requests == []
+    message = str(exc.value)
+    assert "\n" not in message and OPENAI_KEY not in message and ANTHROPIC_KEY not in message
+    assert str(ws / "expertkit.toml") in message and str(keys) in message
+    assert f'[secrets] allow = ["{variable} {listener.origin}"]' in message
+
+
+def test_a_pair_the_user_allows_is_sent_and_only_that_pair(tmp_path, keys):
+    with KeyCatcher() as listener:
+        keys.write_text(f'[secrets]\nallow = ["ANTHROPIC_API_KEY {listener.origin}"]\n')
+        ws = _their_workspace(tmp_path, f'[generate]\nbase_url = "{listener.url}"\napi_key_env = "ANTHROPIC_API_KEY"\n')
+        assert make_generator(load_settings(ws).generate).generate(QUESTION).text == "Hello"
+        (ws / "expertkit.toml").write_text(f'[generate]\nbase_url = "{listener.url}"\n')  # now OPENAI_API_KEY
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+            make_generator(load_settings(ws).generate)
+    assert [r["Authorization"] for r in listener.requests] == [f"Bearer {ANTHROPIC_KEY}"]
+    assert not listener.saw(OPENAI_KEY)
+
+
+@pytest.mark.parametrize("how", ["environment", "--set", "user file"])
+def test_a_loopback_server_the_user_names_gets_the_key(tmp_path, keys, monkeypatch, how):
+    """The user's own choice (environment, flags, their config file) needs no allow-list. The workspace's file
+    is the one `expertkit init` writes, defaults spelt out, which chooses nothing (below it, the user's file
+    can only set what the workspace's leaves out)."""
+    with KeyCatcher() as listener:
+        ws = _their_workspace(tmp_path, "[search]\nk = 5\n" if how == "user file" else default_toml())
+        overrides = {"generate": {"base_url": listener.url}} if how == "--set" else None
+        if how == "environment":
+            monkeypatch.setenv("EXPERTKIT_GENERATE__BASE_URL", listener.url)
+        if how == "user file":
+            keys.write_text(f'[generate]\nbase_url = "{listener.url}"\n')
+        assert make_generator(load_settings(ws, overrides).generate).generate(QUESTION).text == "Hello"
+    assert [r["Authorization"] for r in listener.requests] == [f"Bearer {OPENAI_KEY}"]
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3:8000/v1", "http://api.example.com/v1", "http://127.0.0.1.nip.io/v1"])
+def test_plain_http_to_another_machine_is_refused_even_when_the_user_names_it(keys, url):
+    with pytest.raises(ConfigError) as exc:
+        make_generator(load_settings(None, {"generate": {"base_url": url}}).generate)
+    message = str(exc.value)
+    assert "\n" not in message and "OPENAI_API_KEY" in message and OPENAI_KEY not in message
+    assert "use https://" + url.split("://", 1)[1] in message
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.openai.com/v1", "http://localhost:8000/v1", "http://127.0.0.2:8000/v1", "http://[::1]:8000/v1"]
+)
+def test_https_and_loopback_servers_carry_the_key(keys, url):
+    generator = make_generator(load_settings(None, {"generate": {"base_url": url}}).generate)
+    assert generator._headers() == {"Authorization": f"Bearer {OPENAI_KEY}"}
+
+
+def test_an_unset_variable_sends_nothing_and_needs_no_refusal(tmp_path, keys, monkeypatch):
+    """The workspace names a variable the user does not have: no key goes, not even OPENAI_API_KEY in its place."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with KeyCatcher() as listener:
+        ws = _their_workspace(tmp_path, f'[generate]\nbase_url = "{listener.url}"\napi_key_env = "ANTHROPIC_API_KEY"\n')
+        assert make_generator(load_settings(ws).generate).generate(QUESTION).text == "Hello"
+    assert len(listener.requests) == 1 and "Authorization" not in listener.requests[0]
+    assert not listener.saw(OPENAI_KEY)

@@ -267,7 +267,7 @@ class OpenAIGenerator:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = model
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        self.api_key = api_key  # never read from the environment here: config.api_key_for decides what may go
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -437,6 +437,7 @@ def make_generator(
     ``switchable`` adapters (llama.cpp) are loaded into that private server but applied only to the
     requests that ask for one (``LlamaCppGenerator.with_adapter``): one server, the base and each adapter.
     """
+    from expertkit.config import api_key_for
     from expertkit.errors import ConfigError
 
     backend = choose_backend(settings, adapter)
@@ -446,7 +447,7 @@ def make_generator(
         return OpenAIGenerator(
             settings.base_url,
             settings.model,
-            os.environ.get(settings.api_key_env, ""),
+            api_key_for(settings),  # refused when a workspace chose the server, or over http to another host
             settings.timeout_s,
             settings.retries,
         )
