@@ -43,12 +43,12 @@ def prompt(i: int) -> list[dict[str, str]]:
 CLIENT = httpx.Client(timeout=600)  # keep-alive, as expertkit's own client
 
 
-def bare(url: str, messages, tokens: int) -> Generation:
+def bare(url: str, messages, tokens: int, headers: dict) -> Generation:
     """The thinnest client: POST, read the SSE lines, time the first and last token."""
     body = {"messages": messages, "max_tokens": tokens, "temperature": 0, "stream": True}
     started = time.perf_counter()
     first, n = None, 0
-    with CLIENT.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+    with CLIENT.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r:
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -59,11 +59,11 @@ def bare(url: str, messages, tokens: int) -> Generation:
     return Generation("", 0, n, time.perf_counter() - started, "stop", first)
 
 
-def engine_timings(url: str, tokens: int, i: int) -> dict:
+def engine_timings(url: str, tokens: int, i: int, headers: dict) -> dict:
     """One request: a fresh ~400-token prompt (no prompt cache), then ``tokens`` decoded; llama.cpp's timings."""
     text = f"({i}) " + " ".join(f"Step {k}: inspect {TOPICS[(i + k) % len(TOPICS)]} and log it." for k in range(40))
     body = {"prompt": text, "n_predict": tokens, "ignore_eos": True, "temperature": 0, "cache_prompt": False}
-    t = CLIENT.post(f"{url}/completion", json=body).json()["timings"]
+    t = CLIENT.post(f"{url}/completion", json=body, headers=headers).json()["timings"]
     return {"decode": t["predicted_per_second"], "prompt": t["prompt_per_second"], "prompt_n": t["prompt_n"]}
 
 
@@ -80,11 +80,11 @@ def compare_engines(models: list[str], binaries: dict[str, str], tokens: int, ro
             servers[name] = LlamaServer(path, model, 2048, 1, engine="llama-server", binary=binary).start()
         try:
             for server in servers.values():
-                engine_timings(server.url, 8, -1)  # warm up
+                engine_timings(server.url, 8, -1, server.headers)  # warm up
             runs: dict[str, list[dict]] = {name: [] for name in servers}
             for r in range(rounds):
                 for name, server in servers.items():
-                    runs[name].append(engine_timings(server.url, tokens, r))
+                    runs[name].append(engine_timings(server.url, tokens, r, server.headers))
         finally:
             for server in servers.values():
                 server.stop()
@@ -120,7 +120,7 @@ def main() -> None:
         g = make_generator(GenerateSettings(model=model, parallel=1))
         runners = {
             "expertkit (llama.cpp)": lambda m, g=g: g.generate(m, args.tokens),
-            "bare llama-server": lambda m, g=g: bare(g.server.url, m, args.tokens),
+            "bare llama-server": lambda m, g=g: bare(g.server.url, m, args.tokens, g.server.headers),
         }
         if model in args.transformers.split(","):
             tf = TransformersGenerator(model, dtype="bf16")

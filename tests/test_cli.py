@@ -279,6 +279,7 @@ def test_warm_runtime_start_status_ask_stop(sample_ws):
         assert "xllamacpp pid" in started.stdout
         status = json.loads(run("runtime", "status", "-w", str(sample_ws), "--json").stdout)
         assert status["running"] and status["model"] == "smollm2-135m-instruct"
+        assert "api_key" not in status  # the runtime's key stays in its 0600 record, never printed
         # with the binary made unreachable, ask can only succeed by reusing the warm server
         asked = run(
             "ask", "How long is the warranty?", "-w", str(sample_ws), "--json", env={"EXPERTKIT_LLAMA_SERVER": "/no"}

@@ -79,7 +79,8 @@ def check_engine(model: str = SPEED_MODEL, seconds: float = 5.0, engine: str = "
             "t_max_predict_ms": int(seconds * 1000),  # llama.cpp stops decoding after this long
         }
         started = time.perf_counter()
-        timings = httpx.post(f"{server.url}/completion", json=body, timeout=seconds + 60).json()["timings"]
+        reply = httpx.post(f"{server.url}/completion", json=body, headers=server.headers, timeout=seconds + 60)
+        timings = reply.json()["timings"]
         wall = time.perf_counter() - started
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         return Check("engine", False, f"{server.engine.name} started but did not answer: {exc}",

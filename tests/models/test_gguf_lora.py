@@ -26,7 +26,7 @@ def _forced_agreement(server, prompt_ids: list[list[int]], references: list[list
         for prompt, reference in zip(prompt_ids, references, strict=True):
             for i, expected in enumerate(reference):
                 body = {"prompt": prompt + reference[:i], "n_predict": 1, "temperature": 0.0, "return_tokens": True}
-                got = http.post(f"{server.url}/completion", json=body).json()["tokens"]
+                got = http.post(f"{server.url}/completion", json=body, headers=server.headers).json()["tokens"]
                 same, total = same + (got[:1] == [expected]), total + 1
     return same / total
 
@@ -91,7 +91,7 @@ def test_merged_gguf_answers_like_base_plus_adapter(adapter, tmp_path):
     assert reader.get_field("tokenizer.chat_template").contents()  # the template travels
     server = LlamaServer(base, "lora", 1024, 1, lora=[str(lora_gguf(adapter))]).start()
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as http:
             prompt_ids, reference_ids = [], []
             for p in PROMPTS:
                 text = http.post("/apply-template", json={"messages": [{"role": "user", "content": p}]}).json()

@@ -223,6 +223,53 @@ def test_warm_runtime_is_reused_then_stopped(tmp_path):
     assert stop_runtime(data) is None
 
 
+def test_the_runtime_answers_no_one_without_its_key(tmp_path, llama):
+    """The attack: another local process (or a web page that finds the port) calls the warm runtime directly,
+    around expertkit's keys, to use the model and its adapters. It gets 401; expertkit's own clients, in this
+    process and in later commands through the workspace's record, carry the key; the key is on no command
+    line, in no log, and in no file but the owner's 0600 record."""
+    import httpx
+
+    data = tmp_path / ".expertkit"
+    info = start_runtime(data, MODEL, resolve(MODEL, "generator"), 1024, 1)
+    try:
+        url = info.url
+        chat = {"messages": QUESTION, "max_tokens": 4}
+        assert httpx.get(f"{url}/health").status_code == 200  # the readiness probe needs no key
+        for method, path, body in [
+            ("POST", "/v1/chat/completions", chat),
+            ("POST", "/completion", {"prompt": "The capital of France is", "n_predict": 4}),
+            ("POST", "/tokenize", {"content": "hello"}),
+            ("GET", "/slots", None),
+            ("GET", "/lora-adapters", None),
+            ("GET", "/v1/models", None),
+        ]:
+            assert httpx.request(method, f"{url}{path}", json=body, timeout=30).status_code == 401, path
+        wrong = {"Authorization": "Bearer " + "x" * len(info.api_key)}
+        assert httpx.post(f"{url}/v1/chat/completions", json=chat, headers=wrong, timeout=30).status_code == 401
+        # a web page's preflight: the server's own origin only, never '*' or the page's
+        preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        allowed = httpx.options(f"{url}/v1/chat/completions", headers=preflight).headers["access-control-allow-origin"]
+        assert allowed == url
+
+        g = make_generator(GenerateSettings(model=MODEL), runtime_dir=data)  # a later command, via the record
+        assert g.server.pid == info.pid and g.server.api_key == info.api_key
+        assert "Paris" in g.generate(QUESTION, 8).text and g.count_tokens(QUESTION) > 5
+        assert llama.server.api_key not in ("", info.api_key)  # every start draws its own key
+
+        record = data / "runtime.json"
+        assert record.stat().st_mode & 0o777 == 0o600
+        assert json.loads(record.read_text())["api_key"] == info.api_key
+        argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+        assert not any(info.api_key.encode() in arg for arg in argv)
+        key_file = Path(argv[argv.index(b"--api-key-file") + 1].decode())
+        assert not key_file.exists()  # deleted once the server had read it
+        assert info.api_key not in Path(info.log).read_text(errors="replace")
+        assert info.api_key not in repr(info)
+    finally:
+        stop_runtime(data)
+
+
 def test_stale_runtime_record_is_dropped_and_replaced(tmp_path):
     data = tmp_path / ".expertkit"
     data.mkdir()

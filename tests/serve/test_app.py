@@ -328,7 +328,8 @@ def bare():
 
 
 def _busy_slots(generator) -> int:
-    return sum(s["is_processing"] for s in httpx.get(f"{generator.server.url}/slots").json())
+    slots = httpx.get(f"{generator.server.url}/slots", headers=generator.server.headers).json()
+    return sum(s["is_processing"] for s in slots)
 
 
 def _wait_idle(generator, seconds: float = 10) -> float:

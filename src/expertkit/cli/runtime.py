@@ -57,7 +57,8 @@ def runtime_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> No
     ws = _open(workspace, None)
     info = read_runtime(ws.data_dir)
     if json_:
-        print(json.dumps({"running": info is not None, **(asdict(info) if info else {})}, indent=2))
+        shown = {k: v for k, v in asdict(info).items() if k != "api_key"} if info else {}  # the key stays in the record
+        print(json.dumps({"running": info is not None, **shown}, indent=2))
         return
     if info is None:
         console.print("no warm server: commands start a private one each time (`expertkit runtime start`)")

@@ -10,6 +10,12 @@ Two lifetimes, as with ``ollama serve``:
   (``.expertkit/runtime.json``) and reused by every command that asks for the same model;
 - otherwise a *private* server that lives as long as the command: it is stopped on exit and, through
   PR_SET_PDEATHSIG, killed by the kernel if the command itself is killed, so no orphan is left.
+
+Each start draws a random API key, handed to the server in a 0600 file that is deleted once the server has
+read it (never on its command line, which every local user can read in /proc): any request without it gets
+401, so no other local process and no web page can use the model or its adapters. Only ``/health`` is
+open. Browsers are told no other origin may read the answers (CORS: the server's own origin only). A warm
+server's key is kept in its 0600 record in the workspace, for the commands that reuse it.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import copy
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError
@@ -34,6 +41,7 @@ from expertkit.models.engines import Engine
 from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
 
 RUNTIME_FILE = "runtime.json"
+CORS_ENV = "LLAMA_ARG_CORS_ORIGINS"  # llama-server's --cors-origins (builds before it ignore the variable)
 DOCTOR = "run `expertkit doctor` to see which engine runs on this machine"
 
 
@@ -110,6 +118,7 @@ class ServerInfo:
     log: str
     started: float
     engine: str = ""  # the engine serving it (records written before engines existed have none)
+    api_key: str = field(default="", repr=False)  # what every request carries (older records: none)
 
     @property
     def url(self) -> str:
@@ -155,12 +164,18 @@ class LlamaServer:
         self.started = 0.0
         self.preference, self.binary = engine, binary
         self.engine: Engine | None = None  # the one that runs, once started
+        self.api_key = ""  # drawn afresh by each start
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request to this server carries (``/health`` alone is open without it)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def command(self, engine: Engine) -> list[str]:
+    def command(self, engine: Engine, key_file: str = "") -> list[str]:
         return [
             *engine.argv,
             "--model", self.model_path,
@@ -174,6 +189,7 @@ class LlamaServer:
             "--no-webui",
             *(arg for path in self.lora for arg in ("--lora", path)),
             *(["--lora-init-without-apply"] if self.lora and self.lora_per_request else []),
+            *(["--api-key-file", key_file] if key_file else []),  # the file, not the key: argv is public
         ]  # fmt: skip
 
     def start(self, detach: bool = False, timeout: float = 180.0) -> LlamaServer:
@@ -184,14 +200,19 @@ class LlamaServer:
         tried = engines.candidates(self.preference, self.binary)
         if not Path(self.model_path).is_file():
             raise ModelNotInstalledError(f"model file {self.model_path} does not exist")
-        for engine in tried:
-            try:
-                return self._start_with(engine, detach, timeout)
-            except _EngineCrashed as crash:
-                engines.record(engine, False, str(crash))
-        raise GeneratorError(engines.no_engine_message(tried))
+        self.api_key = secrets.token_urlsafe(32)
+        key_file = _key_file(self.api_key)
+        try:
+            for engine in tried:
+                try:
+                    return self._start_with(engine, detach, timeout, key_file)
+                except _EngineCrashed as crash:
+                    engines.record(engine, False, str(crash))
+            raise GeneratorError(engines.no_engine_message(tried))
+        finally:  # a server reads it as it starts, before /health answers: no copy stays on disk
+            os.unlink(key_file)
 
-    def _start_with(self, engine: Engine, detach: bool, timeout: float) -> LlamaServer:
+    def _start_with(self, engine: Engine, detach: bool, timeout: float, key_file: str = "") -> LlamaServer:
         if not self.port_chosen:  # a fresh one for each engine tried: a crashed try may leave its port in TIME_WAIT
             self.port = free_port(self.host)
         else:  # a port the user chose: refuse it now if taken, rather than talk to whoever holds it
@@ -212,11 +233,11 @@ class LlamaServer:
             with self.log_path.open("wb") as log:
                 # its own session either way: Ctrl-C in the terminal interrupts the command, not the server
                 self.process = subprocess.Popen(
-                    self.command(engine),
+                    self.command(engine, key_file),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=engine.env(),
+                    env={**engine.env(), CORS_ENV: self.url},  # no other origin: a web page cannot read it
                     start_new_session=True,
                     preexec_fn=None if detach else lambda: _die_with_parent(parent),
                 )
@@ -286,13 +307,25 @@ class LlamaServer:
             str(self.log_path),
             self.started,
             self.engine.name if self.engine else "",
+            self.api_key,
         )
 
     @classmethod
     def attach(cls, info: ServerInfo) -> LlamaServer:
         server = cls(info.model_path, info.model, info.ctx_size, info.parallel, info.threads, info.host, info.port)
         server.pid, server.started, server.log_path = info.pid, info.started, Path(info.log)
+        server.api_key = info.api_key
         return server
+
+
+def _key_file(key: str) -> str:
+    """A 0600 file holding ``key`` (llama-server's --api-key-file), for the caller to delete."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="expertkit-llama-key-", suffix=".txt")  # 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return name
 
 
 class _EngineCrashed(GeneratorError):
@@ -376,7 +409,9 @@ def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, pa
     server.start(detach=True)
     info = server.info(model)
     tmp = data_dir / (RUNTIME_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2))
+    tmp.unlink(missing_ok=True)  # made afresh, 0600 before the server's API key is written into it
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(json.dumps(asdict(info), indent=2))
     os.replace(tmp, data_dir / RUNTIME_FILE)
     return info
 
@@ -402,7 +437,9 @@ class LlamaCppGenerator(OpenAIGenerator):
     prompt caching, optional JSON-schema output, and clear errors when the server dies."""
 
     def __init__(self, server: LlamaServer, name: str, timeout: float = 120.0) -> None:
-        super().__init__(f"{server.url}/v1", name, timeout=timeout, retries=0, context_window=server.ctx_size)
+        super().__init__(
+            f"{server.url}/v1", name, server.api_key, timeout=timeout, retries=0, context_window=server.ctx_size
+        )
         self.server = server
         self.parallel = server.parallel  # requests the server decodes at once
         self.lora_scales: list[dict] | None = None  # per request, on a server started with lora_per_request
@@ -425,7 +462,7 @@ class LlamaCppGenerator(OpenAIGenerator):
         import httpx
 
         try:
-            response = self._http().post(f"{self.server.url}{path}", json=body)
+            response = self._http().post(f"{self.server.url}{path}", json=body, headers=self._headers())
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:

@@ -10,6 +10,7 @@ CPU of the last decade; ``--version`` prints the build and the CPU features it u
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lora", action="append", default=[])
     p.add_argument("--lora-init-without-apply", action="store_true")
     p.add_argument("--api-key-file", help="a file whose first line is the key every request must carry")
+    p.add_argument(
+        "--cors-origins",
+        default=os.environ.get("LLAMA_ARG_CORS_ORIGINS", ""),
+        help="the origins browsers may read answers from (LLAMA_ARG_CORS_ORIGINS too); empty = llama.cpp's '*'",
+    )
     args = p.parse_args(argv)
     if not args.version and not args.model:
         p.error("--model is required")
@@ -59,6 +65,8 @@ def params_for(args: argparse.Namespace):
     if args.api_key_file:
         with open(args.api_key_file) as f:
             params.api_keys = [f.readline().strip()]
+    if args.cors_origins:
+        params.cors_origins = args.cors_origins
     return params
 
 
