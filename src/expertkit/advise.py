@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expertkit.errors import ExpertkitError
+from expertkit.private import private_dir
 
 RAG, FT, BOTH = "rag", "fine-tuning", "rag+fine-tuning"
 ROUTES = ("base", "rag", "fine_tuned", "rag_fine_tuned")
@@ -610,7 +611,7 @@ def measure(
     profile = profile_workspace(index, s, base)
     work = ws.root / "advise" / "work"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    private_dir(work)  # training data and adapters made from the documents: the owner's only
     method: list[str] = []
 
     # 1. questions, held out by fact and by paraphrase

@@ -4,12 +4,14 @@ and every turn is appended to a JSONL file in the workspace."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
 
 from expertkit.index.base import Filters
 from expertkit.models.generator import generate_json
+from expertkit.private import open_private, private_dir
 from expertkit.rag import RAG, Answer, strip_citations
 
 REWRITE_PROMPT = (
@@ -25,7 +27,7 @@ class ChatSession:
         """``filters`` apply to every turn; their ``groups`` are the caller's access groups."""
         self.rag = rag
         self.filters = filters
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # the answers quote the documents: the owner's only, as the index is
         self.path = folder / time.strftime("%Y%m%d-%H%M%S.jsonl")
         self.turns: list[tuple[str, Answer]] = []
         self.last_query: str | None = None
@@ -62,7 +64,8 @@ class ChatSession:
         return answer
 
     def _log(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:  # appended whole lines: a crash loses at most one turn
+        # appended whole lines (a crash loses at most one turn), to a 0600 file
+        with open(open_private(self.path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n")
 
 

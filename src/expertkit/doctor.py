@@ -174,6 +174,16 @@ def check_chromium() -> Check:
     return Check("chromium", True, path)
 
 
+def check_private(ws) -> Check:
+    """.expertkit is its owner's only: no other local user reads the index around the access groups."""
+    from expertkit.private import describe, fix_command
+
+    wide = ws.exposed()
+    if wide:
+        return Check("workspace files", False, describe(ws.data_dir, wide), fix_command(ws.data_dir))
+    return Check("workspace files", True, f"{ws.data_dir} is readable by its owner only")
+
+
 def check_workspace(ws) -> list[Check]:
     """The index opens and is whole, its vectors match embed.model, and no adapter is stale."""
     from expertkit.tune.adapters import list_adapters
@@ -236,5 +246,5 @@ def run_checks(ws=None, speed: bool = True, model: str = SPEED_MODEL) -> list[Ch
     checks.append(check_disk([model_cache_dir()] + ([ws.data_dir] if ws is not None else [])))
     checks += [check_tuning(), check_postgres(), check_chromium()]
     if ws is not None:
-        checks += check_workspace(ws)
+        checks += [check_private(ws), *check_workspace(ws)]
     return checks

@@ -9,6 +9,7 @@ from typing import Any
 
 from expertkit.config import CONFIG_FILE, Settings, default_toml, load_settings
 from expertkit.errors import ConfigError, WorkspaceError
+from expertkit.private import exposed, private_dir
 
 WORKSPACE_ENV = "EXPERTKIT_WORKSPACE"
 DATA_DIR = ".expertkit"
@@ -36,6 +37,11 @@ class Workspace:
     def db_dir(self) -> Path:
         """The data folder of the local PostgreSQL server that `expertkit db start` runs."""
         return self.data_dir / "postgres"
+
+    def exposed(self) -> list[Path]:
+        """What in .expertkit another local user could list, read or write (``expertkit.private.exposed``);
+        a workspace made before it was created 0700, or opened up since, has some."""
+        return exposed(self.data_dir, skip=("postgres",))
 
     def has_index(self) -> bool:
         if self.settings.index.backend == "postgres":
@@ -66,7 +72,7 @@ class Workspace:
 
         if not create and not self.has_index():
             raise WorkspaceError(f"workspace {self.root} has no index yet: run `expertkit ingest PATH` first")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         return SQLiteIndex(
             self.index_path, cache_dir=self.cache_dir, ann_threshold=s.ann_threshold, lock_timeout=s.lock_timeout_s
         )
@@ -127,7 +133,7 @@ def init_workspace(root: Path) -> Path:
     config = root / CONFIG_FILE
     if not config.exists():
         config.write_text(default_toml(), encoding="utf-8")
-    (root / DATA_DIR).mkdir(exist_ok=True)
+    private_dir(root / DATA_DIR)  # 0700: the index holds the documents' text, for this user only
     return config
 
 

@@ -67,6 +67,8 @@ def test_adapters_lists_lineage(tuned_ws):
     assert set(adapter["sources"]) == {str(p) for p in docs.rglob("*") if p.is_file()}
     assert (ws / "runs" / "norvale" / "loss.png").exists()
     assert json.loads((ws / "runs" / "norvale" / "run.json").read_text())["steps"] == 3
+    # what was learnt from the documents (weights, checkpoints) is the owner's only, as the index is
+    assert {oct((ws / d).stat().st_mode & 0o777) for d in ("adapters", "runs")} == {"0o700"}
 
 
 def test_ask_with_adapter_both_routes(tuned_ws):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Annotated
 
@@ -29,17 +30,31 @@ from expertkit.cli.common import (
 from expertkit.errors import ExpertkitError
 
 
+def _server(ws):  # -> PgServer
+    """This workspace's PostgreSQL server. Under root it runs as an unprivileged user (initdb refuses root),
+    which must pass through .expertkit (0700): that user's own group may enter it (0710), no one else."""
+    import pwd
+
+    from expertkit.index.pgserver import PgServer
+    from expertkit.private import private_dir
+
+    server = PgServer(ws.db_dir)
+    if server.user is not None:
+        private_dir(ws.data_dir)
+        os.chown(ws.data_dir, -1, pwd.getpwnam(server.user).pw_gid)
+        ws.data_dir.chmod(0o710)
+    return server
+
+
 @db_app.command("start")
 def db_start(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 = a free one")] = 0,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start (initialising on first use) a PostgreSQL server with pgvector, data in .expertkit/postgres."""
-    from expertkit.index.pgserver import PgServer
-
     ws = _open(workspace, None)
     with err.status("starting PostgreSQL…"):
-        info = PgServer(ws.db_dir).start(port or None)
+        info = _server(ws).start(port or None)
     console.print(f"PostgreSQL pid {info.pid} on 127.0.0.1:{info.port}, data in {escape(str(info.data_dir))}")
     console.print(f"dsn: {info.dsn}")
     if ws.settings.index.backend != "postgres":
@@ -73,10 +88,8 @@ def db_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
 @db_app.command("stop")
 def db_stop(workspace: WorkspaceOpt = None) -> None:
     """Stop this workspace's local PostgreSQL server (its data stays)."""
-    from expertkit.index.pgserver import PgServer
-
     ws = _open(workspace, None)
-    stopped = PgServer(ws.db_dir).stop()
+    stopped = _server(ws).stop()
     console.print("stopped the local PostgreSQL server" if stopped else "no local PostgreSQL server was running")
 
 

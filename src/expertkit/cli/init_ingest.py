@@ -127,7 +127,13 @@ def remove(
 @app.command()
 def status(workspace: WorkspaceOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
     """Documents, chunks, tags, access groups, index size, and when each source was last synced."""
+    from expertkit.private import describe, fix_command
+
     ws = _open(workspace, set_)
+    wide = ws.exposed()
+    if wide:  # on stderr, in --json mode too
+        warning = f"{describe(ws.data_dir, wide)}; fix: {fix_command(ws.data_dir)}"
+        err.print(f"[yellow]warning[/yellow]: {escape(warning)}", soft_wrap=True)
     index = ws.open_index()
     st, sources = index.stats(), index.sources()
     index.close()

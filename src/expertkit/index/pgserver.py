@@ -138,10 +138,11 @@ class PgServer:
     def _check_reachable(self) -> None:
         if self.user is None:
             return
-        uid = pwd.getpwnam(self.user).pw_uid
+        entry = pwd.getpwnam(self.user)
         for folder in self.data_dir.parents:
             st = folder.stat()
-            if st.st_uid != uid and not st.st_mode & 0o001:
+            by_group = st.st_gid == entry.pw_gid and st.st_mode & 0o010  # a workspace's .expertkit: 0710
+            if st.st_uid != entry.pw_uid and not st.st_mode & 0o001 and not by_group:
                 raise WorkspaceError(
                     f"the database server runs as user {self.user!r} (initdb refuses root), which cannot enter "
                     f"{folder}; put the data folder where other users can enter (e.g. under /srv or /var/tmp)"

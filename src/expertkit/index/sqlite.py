@@ -60,6 +60,7 @@ from expertkit.index.base import (
     keyword_terms,
     source_values,
 )
+from expertkit.private import FILE_MODE, create_private, private_dir, private_file
 from expertkit.schema import Chunk
 
 try:
@@ -170,6 +171,8 @@ class SQLiteIndex:
         self._release_write_lock: Callable[[], Any] | None = None
         self._lock_pid = 0
         self._write_gen: int | None = None  # the generation the open write transaction commits
+        if str(path) != ":memory:":
+            create_private(self.path)  # 0600, not the umask's 0644: the -wal and -shm files take its mode
         try:
             # readers and writers wait for a busy database (a checkpoint, another writer's commit) rather
             # than fail at once; the write lock keeps writers from queueing here for long
@@ -944,10 +947,11 @@ def _replace_files(writers: dict[Path, Callable[[Path], object]]) -> bool:
     whole old file or the whole new one, never part of one. False if it could not be written."""
     try:
         for final, write in writers.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(final.parent)
             tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
             try:
                 write(tmp)
+                private_file(tmp)  # the vectors are the documents' text, nearly: the owner's only
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -1008,7 +1012,7 @@ class _WriteLocks:
 
     def _lock_file(self, key: str, timeout: float, index_path: Path) -> int:
         try:
-            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, FILE_MODE)  # not inherited by child processes
         except OSError as exc:
             raise WorkspaceError(f"cannot open the index's lock file {key}: {exc.strerror or exc}") from None
         try:

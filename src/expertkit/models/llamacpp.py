@@ -39,6 +39,7 @@ from expertkit.errors import GeneratorError, ModelNotInstalledError
 from expertkit.models import engines
 from expertkit.models.engines import Engine
 from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
+from expertkit.private import open_private
 
 RUNTIME_FILE = "runtime.json"
 CORS_ENV = "LLAMA_ARG_CORS_ORIGINS"  # llama-server's --cors-origins (builds before it ignore the variable)
@@ -230,7 +231,7 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         parent = os.getpid()
         try:
-            with self.log_path.open("wb") as log:
+            with open(open_private(self.log_path), "wb") as log:  # 0600: what the server logs is the owner's
                 # its own session either way: Ctrl-C in the terminal interrupts the command, not the server
                 self.process = subprocess.Popen(
                     self.command(engine, key_file),

@@ -25,6 +25,7 @@ from expertkit.config import TuneSettings
 from expertkit.errors import TrainingError, require
 from expertkit.models.embedder import cpu_has_amx
 from expertkit.models.lineage import LINEAGE_FILE, base_fingerprint, replace_dir
+from expertkit.private import private_dir
 from expertkit.tune.data import TrainingData, tokenize_examples
 
 COMPLETE = "expertkit-complete"  # written into a checkpoint once it is fully on disk
@@ -125,7 +126,8 @@ def train(
     }
     if resume:
         _check_resume(run_dir, name, identity)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)  # runs/ and adapters/ 0700: what was learnt from the documents is the owner's only
+    private_dir(adapter_dir.parent)
     (run_dir / RUN_IDENTITY).write_text(json.dumps(identity, indent=2))
     started = time.perf_counter()
 
