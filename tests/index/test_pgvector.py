@@ -158,3 +158,28 @@ def test_writers_and_readers_at_once(pg_dsn):
     assert idx.stats().documents == 2 * 30 and idx.stats().chunks == 2 * 30 * 2
     idx.drop()
     idx.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("host=db.internal password = hunter2 dbname=ek", "host=db.internal password = *** dbname=ek"),
+        ("host=db.internal password='correct horse battery' user=ek", "host=db.internal password=*** user=ek"),
+        (r"host=h password = 'it\'s a secret' port=5432", "host=h password = *** port=5432"),
+        ("host=h password='never closed at all", "host=h password=***"),
+        ("host=h sslpassword=keypass password=hunter2", "host=h sslpassword=*** password=***"),
+        ("postgresql://ek:hunter2@db.internal:5432/ek", "postgresql://ek:***@db.internal:5432/ek"),
+        ("postgresql://ek:hun@ter2@db.internal/ek", "postgresql://ek:***@db.internal/ek"),
+        (
+            "postgresql://ek@db.internal/ek?password=hunter2&sslmode=require",
+            "postgresql://ek@db.internal/ek?password=***&sslmode=require",
+        ),
+    ],
+)
+def test_redact_dsn_leaves_no_password_in_messages(dsn, shown):
+    """Finding 8: `password = x` (spaces) and quoted passwords with spaces came through whole or in part."""
+    from expertkit.index.pgvector import redact_dsn
+
+    out = redact_dsn(dsn)
+    assert out == shown
+    assert not any(word in out for word in ("hunter2", "horse", "battery", "secret", "closed", "keypass", "ter2"))

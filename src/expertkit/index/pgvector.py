@@ -135,9 +135,20 @@ def _has_vector(conn) -> bool:
     return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
 
 
+# user:password@ in a URL, up to the last @ (a password written unescaped may hold one)
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)\S*@")
+_URL_PARAM = re.compile(r"([?&](?:ssl)?password=)[^&#\s]*", re.IGNORECASE)
+# key = value: spaces around '=', a value in quotes with spaces and \' escapes (an unclosed one runs to the end)
+_KV_PASSWORD = re.compile(r"""(?<![\w.])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*(?:'|$)|"[^"]*(?:"|$)|\S+)""",
+                          re.IGNORECASE)  # fmt: skip
+
+
 def redact_dsn(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
+    """The DSN without its password, for messages: URL (``postgresql://user:pw@host/db?password=pw``) and
+    key/value (``host=h password = 'a b'``) forms."""
+    if re.match(r"\s*postgres(?:ql)?://", dsn, re.IGNORECASE):
+        return _URL_PARAM.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+    return _KV_PASSWORD.sub(r"\1***", dsn)
 
 
 class PostgresIndex:
