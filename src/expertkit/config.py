@@ -99,6 +99,9 @@ class AccessSettings(Section):
         default_factory=list,
         description='[[access.rules]] glob = "hr/**", groups = ["hr"]; the last matching rule wins',
     )
+    ignore_case: bool = Field(
+        True, description="rules match whatever the case (hr/** covers docs/HR/); false = exact case only"
+    )
 
 
 class SearchSettings(Section):

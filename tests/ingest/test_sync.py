@@ -287,6 +287,27 @@ def test_access_groups_from_flags_rules_and_the_default(index, embedder, tmp_pat
     assert repinned.count("retagged") == 1 and groups("notes.md") == (("board",), True)
 
 
+def test_an_access_rule_covers_a_folder_whatever_its_case(index, embedder, tmp_path):
+    """Finding 8: `docs/HR/` escaped an `hr/**` rule, and a staff search found the salaries in it."""
+    from expertkit.config import AccessRule, AccessSettings
+    from expertkit.index.base import Filters
+    from expertkit.ingest.sync import AccessPolicy
+
+    root = tmp_path / "corpus"
+    (root / "docs" / "HR").mkdir(parents=True)
+    pay = root / "docs" / "HR" / "Pay.MD"
+    pay.write_text("# Pay\n\nThe director's salary is 181,000 EUR.\n")
+    rules = [AccessRule(glob="hr/**", groups=["hr"])]
+    Ingestor(index, embedder, access=AccessPolicy(AccessSettings(default_groups=["staff"], rules=rules))).sync([root])
+    assert index.get_source(source_key(pay)).groups == ("hr",)
+    assert index.search_bm25("director salary", 5, Filters(groups=("staff",))) == []
+    assert index.search_bm25("director salary", 5, Filters(groups=("hr",)))
+
+    exact = AccessSettings(default_groups=["staff"], rules=rules, ignore_case=False)  # access.ignore_case = false
+    report = Ingestor(index, embedder, access=AccessPolicy(exact)).sync([root])
+    assert report.count("retagged") == 1 and index.get_source(source_key(pay)).groups == ("staff",)
+
+
 def test_turning_context_headers_off_rechunks_unchanged_files_and_reuses_what_it_can(index, embedder, tmp_path):
     write_docs(tmp_path / "docs", 2, "v1")
     headed = Ingestor(index, embedder, chunk_tokens=120, overlap=16)

@@ -120,11 +120,13 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
     return list(dict.fromkeys(files)), skipped
 
 
-def glob_regex(pattern: str) -> re.Pattern:
+def glob_regex(pattern: str, ignore_case: bool = True) -> re.Pattern:
     """An access-rule glob as a regex over absolute paths. ``**`` is any depth, ``*`` and ``?`` stay
     within one name, a trailing ``/`` means the folder and everything in it. A pattern that starts with
     ``/`` is an absolute path; any other matches at any depth (``hr/**`` is every ``hr`` folder's
-    content, ``*.xlsx`` every spreadsheet), so a rule never depends on which folder was ingested."""
+    content, ``*.xlsx`` every spreadsheet), so a rule never depends on which folder was ingested.
+    With ``ignore_case`` (``access.ignore_case``, the default) case does not matter: ``hr/**`` also
+    covers ``docs/HR/`` and ``*.xlsx`` a ``PAY.XLSX``, so a folder's spelling cannot take it past a rule."""
     anchored = pattern.startswith("/")
     folder = pattern.endswith("/")
     body = pattern.strip("/")
@@ -146,7 +148,7 @@ def glob_regex(pattern: str) -> re.Pattern:
             out.append(re.escape(body[i]))
             i += 1
     regex = ("/" if anchored else "(?:.*/)?") + "".join(out) + ("/.*" if folder else "")
-    return re.compile(regex)
+    return re.compile(regex, re.IGNORECASE if ignore_case else 0)
 
 
 class AccessPolicy:
@@ -156,7 +158,7 @@ class AccessPolicy:
     def __init__(self, settings: AccessSettings | None = None) -> None:
         settings = settings or AccessSettings()
         self.default = tuple(sorted(set(settings.default_groups)))
-        self.rules = [(glob_regex(r.glob), tuple(sorted(set(r.groups)))) for r in settings.rules]
+        self.rules = [(glob_regex(r.glob, settings.ignore_case), tuple(sorted(set(r.groups)))) for r in settings.rules]
 
     def groups_for(self, key: str) -> tuple[str, ...]:
         names = {key, Path(os.path.realpath(key)).as_posix()}  # a link to a restricted folder is matched too
