@@ -131,6 +131,37 @@ def test_raft_examples_use_the_ask_prompt_and_cite_the_oracle(sample_index, embe
             assert r["meta"]["chunk_id"] not in r["meta"]["distractors"]
 
 
+def test_raft_rows_name_every_document_whose_text_is_in_the_prompt(sample_index, embedder, tmp_path):
+    """Finding 8: a RAFT row's distractors carry other documents' text, but only the oracle's document was in
+    its meta.sources, so an adapter trained on it named too few documents: its staleness missed their
+    changes, and serve let callers use it who may not read them."""
+    from dataclasses import replace
+
+    from expertkit.tune.adapters import staleness
+
+    out = tmp_path / "raft.jsonl"
+    retriever = Retriever(sample_index, embedder)
+    synth_raft(sample_index, retriever, out, distractors=3, p_oracle=0.5, holdout=0.0, seed=5, max_facts=1)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    hashes = {s.path: s.content_hash for s in sample_index.sources()}
+    oracle_doc = rows[0]["meta"]["source"]
+    assert {r["meta"]["source"] for r in rows} == {oracle_doc}  # one fact: one oracle document
+    for r in rows:
+        passages = sample_index.get_chunks([r["meta"]["chunk_id"], *r["meta"]["distractors"]])
+        assert r["meta"]["sources"] == {c.source: hashes[c.source] for c in passages}
+    lineage = {"sources": load_training_data(out).source_hashes}  # what `tune` writes into the adapter
+    others = sorted(set(lineage["sources"]) - {oracle_doc})
+    assert others and all(lineage["sources"][p] == hashes[p] for p in others)
+
+    class Edited:  # the index after a distractor's document changed
+        def get_source(self, path):
+            now = sample_index.get_source(path)
+            return replace(now, content_hash="edited") if path == others[0] else now
+
+    assert staleness(lineage, sample_index) == []
+    assert staleness(lineage, Edited()) == [f"changed: {others[0]}"]
+
+
 def test_raft_rejects_bad_fractions(sample_index, embedder, tmp_path):
     with pytest.raises(DataError, match="p-oracle"):
         synth_raft(sample_index, Retriever(sample_index, embedder), tmp_path / "x.jsonl", p_oracle=1.5)

@@ -613,7 +613,14 @@ def synth_raft(
                 chosen.append(c)
         include = rng.random() < p_oracle
         messages, position = raft_example(qa, chosen, include, rng, absent)
-        meta = {"oracle": position + 1 if position is not None else None, "distractors": [c.chunk_id for c in chosen]}
+        meta = {
+            "oracle": position + 1 if position is not None else None,
+            "distractors": [c.chunk_id for c in chosen],
+            # every document the row carries text of: the oracle's (the question and answer state its fact,
+            # left out of the prompt or not) and each distractor's, which the model reads and may learn.
+            # An adapter's lineage, its staleness and who may use it (serve) go by these.
+            "sources": {c.source: hashes.get(c.source, "") for c in (qa.chunk, *chosen)},
+        }
         if i in held:
             heldout.append(qa_record(qa, hashes, messages, split=held[i], **meta))
         else:
