@@ -154,7 +154,9 @@ class Server:
         import uvicorn
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        # as `expertkit serve` runs it: no proxy header rewrites who the caller is
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", proxy_headers=False)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

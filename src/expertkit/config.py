@@ -187,6 +187,13 @@ class ServeSettings(Section):
     queue: int = Field(
         16, ge=0, le=10_000, description="requests waiting for a free slot; beyond them, 429 with Retry-After"
     )
+    per_key: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="requests one API key may have answering or waiting; beyond them, 429 for that key only; "
+        "0 = half of the slots and the queue together (at least the slots); waiting keys take slots in turn",
+    )
     max_body_kb: int = Field(256, ge=1, le=65_536, description="larger request bodies get 413")
     max_messages: int = Field(64, ge=1, le=10_000, description="messages per chat request; more get 400")
 

@@ -6,6 +6,7 @@ Facts are planted (no model can know them): a public pump's maker, and an HR sal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -267,6 +268,86 @@ def test_a_chunked_body_over_the_limit_is_refused(served):
     assert response.status_code == 413 and "over 64 KiB" in response.json()["error"]["message"]
 
 
+def _post(served, body: dict | bytes | str, path: str = "/v1/chat/completions") -> httpx.Response:
+    """A staff request; a bytes or str body goes as it is, a dict as JSON."""
+    headers = {"Authorization": f"Bearer {served.keys['staff']}", "Content-Type": "application/json"}
+    content = json.dumps(body) if isinstance(body, dict) else body
+    return httpx.post(f"{served.url}{path}", content=content, headers=headers, timeout=60)
+
+
+def test_a_lone_surrogate_is_the_clients_400_not_a_server_error(served):
+    """JSON may spell a lone UTF-16 surrogate, which is no text: it used to reach the tokenizer and come
+    back as 500 with a traceback (bare model) or a 502 blaming the model (expert)."""
+    raw = '{"model": "%s", "messages": [{"role": "user", "content": "price of \\ud800 pump"}]}'
+    for model in ("expertkit", TEST_MODEL):
+        response = _post(served, raw % model)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "messages.0.content" and "surrogate" in error["message"]
+    asked = _post(served, '{"question": "\\udfff"}', "/v1/ask")
+    assert asked.status_code == 400 and asked.json()["error"]["param"] == "question"
+
+
+def test_every_error_comes_in_openais_shape(served):
+    """Unknown paths (404), wrong methods (405) and bodies that are not JSON: {"error": {...}} as OpenAI's
+    clients expect, never FastAPI's {"detail": ...}."""
+    headers = {"Authorization": f"Bearer {served.keys['staff']}"}
+    cases = [
+        (httpx.get(f"{served.url}/v1/nothing", headers=headers), 404, "no such endpoint"),
+        (httpx.get(f"{served.url}/v1/chat/completions", headers=headers), 405, "does not take GET"),
+        (httpx.post(f"{served.url}/v1/chat/completions", content=b"{not json", headers=headers), 400, "not valid JSON"),
+        (httpx.post(f"{served.url}/v1/chat/completions", content=b"\xff\xfe{", headers=headers), 400, "not valid JSON"),
+    ]
+    for response, status, needle in cases:
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert set(body) == {"error"} and needle in body["error"]["message"], body
+        assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_a_caller_without_a_key_learns_nothing_from_validation(served):
+    """Authentication comes first: a stranger's malformed or unsupported request is 401, not a 400 that
+    describes the server's API."""
+    for body in (b"{not json", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "hi"}], "n": 5}'):
+        response = httpx.post(f"{served.url}/v1/chat/completions", content=body, timeout=60)
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.post(f"{served.url}/v1/ask", content=b"[]", timeout=60).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 5}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "tool_choice": "required"},
+         "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_p": 0.5}, "top_p"),
+        ({"seed": 7}, "seed"),
+        ({"frobnicate": 1}, "frobnicate"),
+        ({"stop": ["\n"]}, "stop"),  # on the expert: its answer is verified whole
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ],
+)  # fmt: skip
+def test_a_parameter_the_server_would_ignore_is_refused_by_name(served, extra, param):
+    response = _post(served, {"model": "expertkit", "messages": [{"role": "user", "content": MAKER_Q}], **extra})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and param in error["message"]
+
+
+def test_parameters_at_their_neutral_values_pass(served):
+    """What SDKs send by default (n = 1, top_p = 1, no tools, no logprobs, a user id) asks for nothing new."""
+    neutral = {"n": 1, "top_p": 1.0, "tools": [], "tool_choice": "none", "logprobs": False, "presence_penalty": 0,
+               "frequency_penalty": 0.0, "user": "u-1", "stream_options": {"include_usage": True},
+               "response_format": {"type": "text"}}  # fmt: skip
+    body = {"model": TEST_MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3, **neutral}
+    response = _post(served, body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 1
+
+
 def test_no_key_reaches_the_log(served):
     """After every test above (successes, 401s, a revocation), the server's output names no key."""
     log = served.log.read_text()
@@ -277,11 +358,50 @@ def test_no_key_reaches_the_log(served):
 # -- who may call: an app over a key store, in-process ------------------------------------------------
 
 
-def _status(url: str, key: str | None = None, host: str | None = None) -> int:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def _status(url: str, key: str | None = None, host: str | None = None, **headers: str) -> int:
+    headers = {k.replace("_", "-"): v for k, v in headers.items()}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     if host:
         headers["Host"] = host
     return httpx.get(f"{url}/models", headers=headers, timeout=10).status_code
+
+
+def test_a_reverse_proxy_does_not_make_remote_users_the_owner(tmp_path, bare):
+    """Keyless, the server trusts only direct requests from this machine. An nginx on the same host
+    connects from 127.0.0.1 with `Host: 127.0.0.1:PORT`; the forwarding headers it adds give it away."""
+    from expertkit.serve.app import create_app
+    from expertkit.serve.keys import KeyStore
+
+    with Server(create_app(bare.generator, keys=KeyStore(tmp_path / "keys.json"))) as url:
+        assert _status(url) == 200  # the owner, directly
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        for header in ({"X_Forwarded_For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                       {"X_Real_IP": "203.0.113.9"}, {"X_Forwarded_Host": "expert.example.com"}):  # fmt: skip
+            assert _status(url, host=f"127.0.0.1:{port}", **header) == 401, header
+        asked = httpx.post(f"{url}/ask", json={"question": "hi"}, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert asked.status_code == 401 and "through a proxy" in asked.json()["error"]["message"]
+
+
+def test_serve_behind_a_proxy_needs_a_key_before_it_starts(tmp_path):
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    result = runner.invoke(app, ["serve", "--behind-proxy", "-w", str(ws)])
+    message = str(result.exception)  # main() prints it as one line: error: ...
+    assert result.exit_code == 1 and "no API keys yet" in message and "keys add" in message
+
+
+def test_every_response_carries_security_headers(bare):
+    from expertkit.serve.app import create_app
+
+    with Server(create_app(bare.generator)) as url:
+        root = url.removesuffix("/v1")
+        page = httpx.get(f"{root}/")
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+        api = httpx.get(f"{url}/models")
+        assert api.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in api.headers
 
 
 def test_revoking_the_last_key_does_not_open_the_server(tmp_path, bare):
@@ -321,7 +441,7 @@ def bare():
     from expertkit.serve.app import create_app
 
     generator = make_generator(GenerateSettings(model=TEST_MODEL, parallel=1))
-    app_ = create_app(generator, settings=ServeSettings(queue=1))
+    app_ = create_app(generator, settings=ServeSettings(queue=1, per_key=2))
     with Server(app_) as url:
         yield SimpleNamespace(url=url, generator=generator, admission=app_.state.admission)
     generator.close()
@@ -342,28 +462,126 @@ def _wait_idle(generator, seconds: float = 10) -> float:
 LONG = {"messages": [{"role": "user", "content": "Write a very long story about pumps."}], "max_tokens": 3000}
 
 
+def _wait_admitted(admission, n: int, seconds: float = 30) -> int:
+    deadline = time.time() + seconds
+    while admission.admitted != n and time.time() < deadline:
+        time.sleep(0.05)
+    return admission.admitted
+
+
 def test_a_full_queue_answers_429_with_retry_after(bare):
-    """1 slot + 1 waiting: of 5 requests at once, 3 are turned away at once; the 2 others are answered."""
-    results: list = []
-    together = threading.Barrier(5)
+    """1 slot + 1 waiting, both held by open streams of 3,000 tokens: every further request is turned away
+    at once with Retry-After; once the streams close, the server is free again."""
+    with contextlib.ExitStack() as held:
+        for _ in range(2):  # headers come back once a request is admitted: answering, then waiting
+            r = held.enter_context(httpx.stream("POST", f"{bare.url}/chat/completions", json={**LONG, "stream": True},
+                                                timeout=120))  # fmt: skip
+            assert r.status_code == 200
+        assert bare.admission.admitted == 2
+        turned_away = [httpx.post(f"{bare.url}/chat/completions", json=LONG, timeout=30) for _ in range(3)]
+    assert [r.status_code for r in turned_away] == [429, 429, 429]
+    for r in turned_away:
+        assert int(r.headers["Retry-After"]) >= 1 and r.json()["error"]["code"] == "rate_limit_exceeded"
+        assert "the server is busy" in r.json()["error"]["message"]
+    assert _wait_admitted(bare.admission, 0) == 0  # both streams gave their places back as they closed
+    assert httpx.post(f"{bare.url}/chat/completions", json={**LONG, "max_tokens": 2}, timeout=60).status_code == 200
 
-    def call():
-        together.wait()  # all five leave at once; each answer is long enough that none ends before all arrive
-        response = httpx.post(f"{bare.url}/chat/completions", json={**LONG, "max_tokens": 300}, timeout=120)
-        results.append(response)
 
-    threads = [threading.Thread(target=call) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    codes = sorted(r.status_code for r in results)
-    assert codes == [200, 200, 429, 429, 429]
-    for r in results:
-        if r.status_code == 429:
-            assert int(r.headers["Retry-After"]) >= 1 and r.json()["error"]["code"] == "rate_limit_exceeded"
-    assert httpx.get(f"{bare.url}/models").status_code == 200  # the server is fine afterwards
-    assert bare.admission.admitted == 0  # every admitted request left the queue
+def test_one_keys_burst_leaves_room_for_another_key(tmp_path, bare):
+    """The attack: one key fills every slot and the queue, and everyone else gets 429. Each key holds at
+    most serve.per_key places, so the other key is admitted, waits its turn, and is answered."""
+    from expertkit.config import ServeSettings
+    from expertkit.serve.app import create_app
+    from expertkit.serve.keys import KeyStore
+
+    store = KeyStore(tmp_path / "keys.json")
+    greedy, _ = store.add("greedy", ["everyone"])
+    other, _ = store.add("other", ["everyone"])
+    app_ = create_app(bare.generator, keys=store, settings=ServeSettings(queue=2, per_key=1))
+    admission = app_.state.admission
+    results: list[httpx.Response] = []
+
+    def ask(url: str, key: str) -> httpx.Response:
+        body = {**LONG, "max_tokens": 2}
+        return httpx.post(f"{url}/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+
+    with Server(app_) as url, contextlib.ExitStack() as held:
+        r = held.enter_context(httpx.stream("POST", f"{url}/chat/completions", json={**LONG, "stream": True},
+                                            headers={"Authorization": f"Bearer {greedy}"}, timeout=120))  # fmt: skip
+        assert r.status_code == 200  # greedy's first request holds the one slot
+        burst = [ask(url, greedy) for _ in range(3)]
+        waiter = threading.Thread(target=lambda: results.append(ask(url, other)))
+        waiter.start()
+        assert _wait_admitted(admission, 2) == 2  # the other key's request is in, waiting for the slot
+    waiter.join(timeout=120)  # the stream closed: the slot went to the other key
+    assert [b.status_code for b in burst] == [429, 429, 429]
+    assert all("your key has 1 requests" in b.json()["error"]["message"] for b in burst)
+    assert [r.status_code for r in results] == [200]
+
+
+def test_stop_and_json_output_are_honoured_on_the_bare_model(bare):
+    """Cheap to honour, so honoured (llama.cpp applies both): the reply ends before the stop string, and a
+    JSON response format gives a JSON object (a grammar, so it always parses)."""
+    ask = {"messages": [{"role": "user", "content": "List five kinds of pump, one per line."}], "max_tokens": 40}
+    full = httpx.post(f"{bare.url}/chat/completions", json=ask, timeout=120).json()["choices"][0]["message"]["content"]
+    words = full.split()
+    assert len(words) >= 6, full
+    cut = words[len(words) // 2]
+    stopped = httpx.post(f"{bare.url}/chat/completions", json={**ask, "stop": [cut]}, timeout=120).json()
+    text = stopped["choices"][0]["message"]["content"]
+    assert cut not in text and full.startswith(text.strip()) and stopped["choices"][0]["finish_reason"] == "stop"
+    body = {**ask, "max_tokens": 200, "response_format": {"type": "json_object"},
+            "messages": [{"role": "user", "content": "Describe a pump as JSON with a name and a price."}]}  # fmt: skip
+    reply = httpx.post(f"{bare.url}/chat/completions", json=body, timeout=120).json()
+    assert isinstance(json.loads(reply["choices"][0]["message"]["content"]), dict), reply
+
+
+def test_waiting_keys_take_free_slots_in_turn():
+    """Round robin, not first come first served: a key that arrives after another key's burst waits behind
+    one of its requests, not all of them; a waiter that leaves gives its turn up."""
+    import asyncio
+
+    from expertkit.serve.app import Admission
+
+    async def scenario() -> list[str]:
+        admission = Admission(slots=1, queue=5, per_key=4)
+        order: list[str] = []
+
+        async def request(name: str) -> None:
+            await admission.acquire(name[0])
+            order.append(name)
+
+        await admission.acquire("a")  # a0 answers
+        waiting = [asyncio.ensure_future(request(n)) for n in ("a1", "a2", "a3", "b1", "c1")]
+        await asyncio.sleep(0)
+        leaver = asyncio.ensure_future(request("c2"))
+        await asyncio.sleep(0)
+        leaver.cancel()  # c2's client disconnected while it waited
+        for _ in range(5):
+            admission.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+        assert admission.running == 1 and admission.waiting == {}
+        return order
+
+    assert asyncio.run(scenario()) == ["a1", "b1", "c1", "a2", "a3"]
+
+
+def test_one_key_is_refused_past_its_share_while_others_get_in():
+    from expertkit.serve.app import Admission, ApiError
+
+    admission = Admission(slots=2, queue=16)  # per_key 0: half of the 18 places
+    assert admission.per_key == 9
+    for _ in range(9):
+        admission.enter("greedy")
+    with pytest.raises(ApiError) as refused:
+        admission.enter("greedy")
+    assert refused.value.status == 429 and "serve.per_key = 9" in str(refused.value)
+    assert int(refused.value.headers["Retry-After"]) >= 1
+    admission.enter("other")  # the other key still gets in
+    admission.leave("greedy")
+    admission.enter("greedy")  # a place given back can be taken again
+    assert admission.admitted == 10 and admission.held == {"greedy": 9, "other": 1}
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -404,6 +622,8 @@ def test_a_client_that_disconnects_cancels_its_generation(bare, stream):
 
 def test_the_web_chat_signs_in_streams_and_shows_clickable_citations(served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 760})
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     try:
         page.goto(served.url)
         page.fill("#key", "ek-wrong")
@@ -431,6 +651,8 @@ def test_the_web_chat_signs_in_streams_and_shows_clickable_citations(served, bro
         missing.locator(".notfound-label").wait_for(timeout=120_000)
         assert missing.locator(".notfound-label").inner_text() == "Not found in the documents"
         page.screenshot(path=str(os.environ.get("CHAT_SCREENSHOT") or tmp_path / "chat.png"), full_page=True)
+        # the page works under its Content-Security-Policy: nothing of its own was refused
+        assert not [m for m in console if "Content Security Policy" in m], console
     finally:
         page.close()
 

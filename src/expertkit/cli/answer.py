@@ -245,6 +245,9 @@ def chat(
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind (another than loopback needs API keys)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    behind_proxy: Annotated[
+        bool, typer.Option("--behind-proxy", help="a reverse proxy forwards to this server: always ask for a key")
+    ] = False,
     workspace: WorkspaceOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -262,10 +265,11 @@ def serve(
 
     ws = _open(workspace, set_)
     keys = ws.key_store()
-    if not keys.has_keys() and not is_loopback(host):
+    if not keys.has_keys() and (behind_proxy or not is_loopback(host)):
+        reaches = "the proxy" if behind_proxy else host
         raise ExpertkitError(
-            f"no API keys yet, so anyone who reaches {host} could read every document: make one with "
-            "`expertkit keys add NAME --group G`, or serve on 127.0.0.1"
+            f"no API keys yet, so anyone who reaches {reaches} could read every document: make one with "
+            "`expertkit keys add NAME --group G`" + ("" if behind_proxy else ", or serve on 127.0.0.1")
         )
     index = ws.open_index()
     g = ws.settings.generate
@@ -304,7 +308,7 @@ def serve(
         keys=keys,
         settings=ws.settings.serve,
         root=ws.root,
-        require_keys=not is_loopback(host),
+        require_keys=behind_proxy or not is_loopback(host),
     )
     rag.embedder.model  # noqa: B018 - loaded now, not by the first question
     names = [EXPERT_ID + " (default: answers from the documents, cited)", *(m.id for m in adapters), generator.name]
@@ -317,4 +321,5 @@ def serve(
         else "[yellow]no API keys: anyone on this machine can read every document; "
         "`expertkit keys add NAME --group G` makes the server ask for keys[/yellow]"
     )
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    # proxy_headers off: X-Forwarded-For never rewrites who the caller is (the keyless owner is the loopback peer)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=False)

@@ -291,9 +291,14 @@ class OpenAIGenerator:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def generate(
-        self, messages: Messages, max_new_tokens: int = 256, temperature: float = 0.0, on_token: OnToken | None = None
+        self,
+        messages: Messages,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        on_token: OnToken | None = None,
+        stop: list[str] | None = None,
     ) -> Generation:
-        return self._generate(messages, max_new_tokens, temperature, on_token)
+        return self._generate(messages, max_new_tokens, temperature, on_token, {"stop": stop} if stop else None)
 
     def _generate(
         self,
@@ -389,12 +394,18 @@ class OpenAIGenerator:
         )
 
 
+def accepts(generator: Generator, option: str) -> bool:
+    """Whether ``generator.generate`` takes ``option`` beyond the Generator protocol: ``stop`` (the
+    OpenAI-compatible and llama.cpp backends) or ``json_schema`` (llama.cpp, as a grammar)."""
+    import inspect
+
+    return option in inspect.signature(generator.generate).parameters
+
+
 def generate_json(generator: Generator, messages: Messages, schema: dict, max_new_tokens: int = 128) -> dict | None:
     """A JSON object that follows ``schema``: constrained decoding where the backend has it (llama.cpp
     turns the schema into a grammar, so the output always parses), else the first JSON object in the text."""
-    import inspect
-
-    if "json_schema" in inspect.signature(generator.generate).parameters:
+    if accepts(generator, "json_schema"):
         text = generator.generate(messages, max_new_tokens, 0.0, json_schema=schema).text
     else:
         text = generator.generate(messages, max_new_tokens, 0.0).text

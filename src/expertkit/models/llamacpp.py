@@ -505,11 +505,14 @@ class LlamaCppGenerator(OpenAIGenerator):
         temperature: float = 0.0,
         on_token: OnToken | None = None,
         json_schema: dict | None = None,
+        stop: list[str] | None = None,
     ) -> Generation:
         extra: dict = {"cache_prompt": True}  # the system prompt's KV is reused across questions
         extra.update(self._lora_request())
         if json_schema is not None:
             extra["json_schema"] = json_schema  # llama.cpp turns it into a grammar: the output always parses
+        if stop:
+            extra["stop"] = stop
         try:
             return self._generate(messages, max_new_tokens, temperature, on_token, extra)
         except GeneratorError as exc:

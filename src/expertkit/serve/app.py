@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,13 +36,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from expertkit.config import ServeSettings
 from expertkit.errors import ExpertkitError, GeneratorError
-from expertkit.models.generator import Generator
+from expertkit.models.generator import Generator, accepts
 from expertkit.rag import RAG, Answer, strip_citations
 
 EXPERT_ID = "expertkit"
@@ -64,16 +65,112 @@ class ChatMessage(BaseModel):
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
+# OpenAI parameters this server does not implement, each with the values that ask for nothing (sent by
+# many clients as defaults) and why any other value is refused: ignoring it would answer something else.
+UNSUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "n": ((1,), "it returns one choice; send n = 1 or leave n out"),
+    "tools": (([], {}), "it calls no tools"),
+    "tool_choice": (("none", "auto"), "it calls no tools"),
+    "functions": (([],), "it calls no functions"),
+    "function_call": (("none", "auto"), "it calls no functions"),
+    "logprobs": ((False,), "it returns no log-probabilities"),
+    "top_logprobs": ((0,), "it returns no log-probabilities"),
+    "top_p": ((1,), "it samples with temperature only"),
+    "presence_penalty": ((0,), "it applies no penalties"),
+    "frequency_penalty": ((0,), "it applies no penalties"),
+    "logit_bias": (({},), "it takes no logit bias"),
+    "seed": ((), "it takes no seed (temperature 0 is already deterministic)"),
+    "modalities": ((["text"],), "it answers in text only"),
+    "audio": ((), "it answers in text only"),
+    "prediction": ((), "it takes no predicted output"),
+    "reasoning_effort": ((), "its models do not reason in steps"),
+    "web_search_options": ((), "it searches only its own documents"),
+    "service_tier": (("auto", "default"), "it has one tier"),
+    "store": ((False,), "it stores no completions"),
+}
+# parameters that change nothing in a reply: accepted with any value
+INFORMATIONAL = ("user", "metadata", "stream_options", "parallel_tool_calls")
+
+
 class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, never ignored
+
     model: str = ""
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
+    stop: str | list[str] | None = None
+    response_format: dict[str, Any] | None = None
+    n: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    top_p: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+    logit_bias: Any = None
+    seed: Any = None
+    modalities: Any = None
+    audio: Any = None
+    prediction: Any = None
+    reasoning_effort: Any = None
+    web_search_options: Any = None
+    service_tier: Any = None
+    store: Any = None
+    user: Any = None
+    metadata: Any = None
+    stream_options: Any = None
+    parallel_tool_calls: Any = None
+
+    def options(self, model_id: str, bare: Generator | None) -> dict[str, Any]:
+        """What ``generate`` takes besides the messages and the budget: ``stop`` and a JSON
+        ``response_format``, which only the bare model honours (``bare``; None = the expert, whose
+        answers are checked against the documents and cited whole). Every other OpenAI parameter passes
+        only at a value that asks for nothing; otherwise 400, naming it."""
+        for name, (neutral, why) in UNSUPPORTED.items():
+            value = getattr(self, name)
+            if value is not None and not any(_same(value, v) for v in neutral):
+                raise ApiError(400, f"{name}: this server does not support {name} = {json.dumps(value)[:60]}: {why}",
+                               "invalid_request_error", name, "unsupported_parameter")  # fmt: skip
+        out: dict[str, Any] = {}
+        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        if stop:
+            if len(stop) > 4 or not all(stop):
+                raise ApiError(400, "stop: up to 4 non-empty strings", "invalid_request_error", "stop")
+            out["stop"] = stop
+        kind = (self.response_format or {}).get("type", "text")
+        if kind == "json_object":
+            out["json_schema"] = {"type": "object"}
+        elif kind == "json_schema":
+            schema = (self.response_format.get("json_schema") or {}).get("schema")
+            if not isinstance(schema, dict):
+                raise ApiError(400, "response_format.json_schema.schema: a JSON Schema object is required",
+                               "invalid_request_error", "response_format")  # fmt: skip
+            out["json_schema"] = schema
+        elif kind != "text":
+            raise ApiError(400, f"response_format: unknown type {kind!r} (text, json_object or json_schema)",
+                           "invalid_request_error", "response_format")  # fmt: skip
+        for option in out:
+            param = "response_format" if option == "json_schema" else option
+            if bare is None:
+                raise ApiError(400, f"{param}: the expert's answers are checked against the documents and cited "
+                               f"whole, so {param} applies only to the bare model ({model_id!r} is the expert)",
+                               "invalid_request_error", param, "unsupported_parameter")  # fmt: skip
+            if not accepts(bare, option):
+                raise ApiError(400, f"{param}: the model {model_id!r} runs on a backend that cannot apply it "
+                               "(llama.cpp and OpenAI-compatible servers can)", "invalid_request_error", param,
+                               "unsupported_parameter")  # fmt: skip
+        return out
 
 
 class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     question: str
     k: int | None = Field(None, ge=1, le=50)
     rag: bool = True
@@ -127,36 +224,77 @@ class ApiError(HTTPException):
 
 
 class Admission:
-    """``slots`` requests run; ``queue`` more wait; the next gets 429 with a Retry-After estimated from
-    the recent time per request."""
+    """``slots`` requests answer at once; ``queue`` more wait. A request gets 429 at once, with a
+    Retry-After estimated from the recent time per request, when the queue is full or when its key
+    already holds ``per_key`` places (answering or waiting), so one key's burst cannot take every slot
+    and the whole queue. Free slots go to the waiting keys in turn (round robin), not first come, first
+    served: another key waits behind at most one request per key, not behind a whole burst."""
 
-    def __init__(self, slots: int, queue: int) -> None:
+    def __init__(self, slots: int, queue: int, per_key: int = 0) -> None:
         self.slots = max(1, slots)
         self.capacity = self.slots + queue
-        self.admitted = 0  # running or waiting
+        self.per_key = per_key or max(self.slots, self.capacity // 2)
+        self.admitted = 0  # answering or waiting
+        self.held: dict[str, int] = {}  # the same, per key
+        self.running = 0
+        self.waiting: dict[str, deque[asyncio.Future]] = {}  # the keys' turn order is the dict's order
         self.mean_s = 5.0  # moving average of a request's time in a slot
-        self._sem: asyncio.Semaphore | None = None
 
-    def enter(self) -> None:
+    def enter(self, key: str) -> None:
+        held = self.held.get(key, 0)
         if self.admitted >= self.capacity:
             wait = math.ceil(self.mean_s * (self.admitted - self.slots + 1) / self.slots)
-            raise ApiError(
-                429,
-                f"the server is busy ({self.slots} answering, {self.admitted - self.slots} waiting): retry in {wait} s",
-                "rate_limit_error",
-                code="rate_limit_exceeded",
-                headers={"Retry-After": str(max(1, wait))},
-            )
-        self.admitted += 1
+            message = (f"the server is busy ({self.slots} answering, {self.admitted - self.slots} waiting): "
+                       f"retry in {wait} s")  # fmt: skip
+        elif held >= self.per_key:
+            wait = math.ceil(self.mean_s * max(1, held - self.slots + 1) / self.slots)
+            message = (f"your key has {held} requests answering or waiting, as many as one key may "
+                       f"(serve.per_key = {self.per_key}): retry in {wait} s")  # fmt: skip
+        else:
+            self.admitted += 1
+            self.held[key] = held + 1
+            return
+        raise ApiError(429, message, "rate_limit_error", code="rate_limit_exceeded",
+                       headers={"Retry-After": str(max(1, wait))})  # fmt: skip
 
-    def leave(self) -> None:
+    def leave(self, key: str) -> None:
         self.admitted -= 1
+        self.held[key] -= 1
+        if not self.held[key]:
+            del self.held[key]
 
-    @property
-    def sem(self) -> asyncio.Semaphore:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.slots)
-        return self._sem
+    async def acquire(self, key: str) -> None:
+        """Return once this request holds a slot (call ``release`` after); cancelling gives its turn up."""
+        if self.running < self.slots and not self.waiting:
+            self.running += 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(key, deque()).append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # the slot came as the waiter left: the next one takes it
+            else:
+                line = self.waiting.get(key)
+                if line is not None and turn in line:
+                    line.remove(turn)
+                    if not line:
+                        del self.waiting[key]
+            raise
+
+    def release(self) -> None:
+        """A slot is free: the key first in turn takes it, and goes to the back of the line."""
+        self.running -= 1
+        while self.waiting and self.running < self.slots:
+            key = next(iter(self.waiting))
+            line = self.waiting.pop(key)
+            turn = line.popleft()
+            if line:
+                self.waiting[key] = line
+            if not turn.done():
+                turn.set_result(None)
+                self.running += 1
 
     def record(self, seconds: float) -> None:
         self.mean_s = 0.8 * self.mean_s + 0.2 * seconds
@@ -204,6 +342,40 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class SecurityHeaders:
+    """Headers on every response: no MIME sniffing, no framing, no referrer; on the chat page, a
+    Content-Security-Policy that runs only the page's own script and style (by hash) and lets it talk
+    only to this server. Plain ASGI, as BodyLimit, so streams and disconnects pass through untouched."""
+
+    def __init__(self, app, page_policy: str) -> None:
+        self.app, self.page_policy = app, page_policy
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer")]  # fmt: skip
+                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers += [(b"content-security-policy", self.page_policy.encode()),
+                                (b"cache-control", b"no-store")]  # fmt: skip
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via")
+
+
+def peer(request: Request) -> str:
+    """The address the connection came from (uvicorn runs with proxy_headers off, so no header rewrites it)."""
+    return request.client.host if request.client else ""
+
+
 def create_app(
     generator: Generator,
     rag: RAG | None = None,
@@ -231,21 +403,25 @@ def create_app(
         models[m.id] = m
     models[generator.name] = ServedModel(generator.name, generator, None, "the bare model, without the documents")
     default = EXPERT_ID if rag is not None else generator.name
-    admission = Admission(getattr(generator, "parallel", 1), settings.queue)
+    admission = Admission(getattr(generator, "parallel", 1), settings.queue, settings.per_key)
     pool = ThreadPoolExecutor(max_workers=admission.slots + 2, thread_name_prefix="expertkit-answer")
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """A malformed request is the client's error: 400 in OpenAI's shape, saying which field and why."""
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return _error(400, f"{where}: {first['msg']}", "invalid_request_error", where)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, str(exc), exc.kind, exc.param, exc.code, exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """An unknown path (404) or method (405), in OpenAI's shape as every other error."""
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path} (the API is under /v1)"
+        elif exc.status_code == 405:
+            message = f"{request.url.path} does not take {request.method}"
+        return _error(exc.status_code, message, "invalid_request_error", headers=getattr(exc, "headers", None))
+
     app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
+    app.add_middleware(SecurityHeaders, page_policy=_page_policy(_chat_page()))
 
     def authenticate(request: Request) -> Caller:
         try:
@@ -256,9 +432,15 @@ def create_app(
         if not configured and not require_keys:
             # no key was ever made: the owner's own machine only. The Host check stops a web page that
             # rebinds its name to 127.0.0.1 (DNS rebinding) from reading the documents through a browser.
-            if not is_loopback(request.url.hostname or ""):
+            if not is_loopback(request.url.hostname or "") or not is_loopback(peer(request)):
                 raise ApiError(401, "this server has no API keys, so it answers only requests to 127.0.0.1",
                                "invalid_request_error", code="invalid_api_key")  # fmt: skip
+            proxied = sorted(h for h in PROXY_HEADERS if h in request.headers)
+            if proxied:  # a reverse proxy on this machine would pass every remote user off as the owner
+                raise ApiError(401, f"this request came through a proxy ({proxied[0]}): without API keys the server "
+                               "answers only direct requests from this machine; make a key with `expertkit keys "
+                               "add NAME --group G` and serve with --behind-proxy", "invalid_request_error",
+                               code="invalid_api_key")  # fmt: skip
             return Caller("owner", None)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -298,7 +480,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     @app.get("/chat", response_class=HTMLResponse)
     def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("expertkit.serve").joinpath("chat.html").read_text(encoding="utf-8"))
+        return HTMLResponse(_chat_page())
 
     @app.get("/v1/models")
     def list_models(request: Request) -> dict[str, Any]:
@@ -319,20 +501,20 @@ def create_app(
         data.sort(key=lambda d: not d["default"])
         return {"object": "list", "data": data}
 
-    async def admitted(request: Request, work: Callable[[], Any]) -> asyncio.Future:
-        """``work`` running in a slot once one is free (a future); a client that leaves while waiting
-        raises ClientGone."""
+    async def admitted(request: Request, work: Callable[[], Any], key: str) -> asyncio.Future:
+        """``work`` running in a slot once it is this key's turn (a future); a client that leaves while
+        waiting raises ClientGone."""
         loop = asyncio.get_running_loop()
-        acquire = asyncio.ensure_future(admission.sem.acquire())
+        acquire = asyncio.ensure_future(admission.acquire(key))
         try:
             while not acquire.done():
                 await asyncio.wait({acquire}, timeout=0.25)
                 if not acquire.done() and await request.is_disconnected():
                     raise ClientGone
         except BaseException:
-            acquire.cancel()
-            if acquire.done() and not acquire.cancelled():
-                admission.sem.release()
+            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+                admission.release()  # it had its slot already
+            acquire.cancel()  # else it gives its turn up
             raise
         started = time.perf_counter()
 
@@ -340,25 +522,26 @@ def create_app(
             try:
                 return work()
             finally:
-                loop.call_soon_threadsafe(admission.sem.release)
+                loop.call_soon_threadsafe(admission.release)
                 admission.record(time.perf_counter() - started)
 
         return loop.run_in_executor(pool, run)
 
-    async def answered(request: Request, work: Callable[[], Any], cancel: threading.Event):
+    async def answered(request: Request, work: Callable[[], Any], cancel: threading.Event, key: str):
         """Not streamed: admitted, answered in a slot, the client watched (ClientGone when it left); a
         failure becomes the client's 400 or the server's 502."""
-        admission.enter()
+        admission.enter(key)
         try:
-            return await _watch(request, await admitted(request, work), cancel)
+            return await _watch(request, await admitted(request, work, key), cancel)
         except ExpertkitError as exc:
             raise _client_or_server(exc) from None
         finally:
-            admission.leave()
+            admission.leave(key)
 
     @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest, request: Request):
-        caller = authenticate(request)
+    async def chat(request: Request):
+        caller = authenticate(request)  # before the body is read: a stranger learns nothing from a 400
+        req = await _parse(request, ChatRequest)
         if len(req.messages) > settings.max_messages:
             raise ApiError(
                 400,
@@ -368,13 +551,18 @@ def create_app(
                 "messages",
             )
         model = pick_model(req.model, caller)
+        options = req.options(model.id, model.generator if model.rag is None else None)
         messages = [m.plain() for m in req.messages]
         if model.rag is not None and messages[-1]["role"] != "user":
             raise ApiError(400, "messages: the last message must be the user's question", "invalid_request_error",
                            "messages")  # fmt: skip
         n_new = req.max_completion_tokens or req.max_tokens or max_tokens
         if model.rag is None:  # the prompt and the answer must fit: max_tokens is capped to what is left
-            room = model.generator.context_window - await asyncio.to_thread(model.generator.count_tokens, messages)
+            try:
+                used = await asyncio.to_thread(model.generator.count_tokens, messages)
+            except ExpertkitError as exc:
+                raise _client_or_server(exc) from None
+            room = model.generator.context_window - used
             if room < 1:
                 raise ApiError(
                     400,
@@ -393,7 +581,7 @@ def create_app(
 
         def work():
             if model.rag is None:
-                return model.generator.generate(messages, n_new, req.temperature, on_token)
+                return model.generator.generate(messages, n_new, req.temperature, on_token, **options)
             return _answer(model.rag, messages, caller, n_new, on_token)
 
         def body(result) -> dict[str, Any]:
@@ -412,7 +600,7 @@ def create_app(
 
         if not req.stream:
             try:
-                return body(await answered(request, work, cancel))
+                return body(await answered(request, work, cancel, caller.name))
             except ClientGone:
                 return JSONResponse({}, status_code=499)  # nobody reads it
 
@@ -430,7 +618,7 @@ def create_app(
 
             future = getter = None
             try:
-                future = await admitted(request, work)
+                future = await admitted(request, work, caller.name)
                 yield frame({"role": "assistant"})
                 draft = []
                 while not (future.done() and pieces.empty()):
@@ -474,14 +662,15 @@ def create_app(
 
         def closed() -> None:
             cancel.set()
-            admission.leave()
+            admission.leave(caller.name)
 
-        admission.enter()
+        admission.enter(caller.name)
         return _Stream(events(), closed)
 
     @app.post("/v1/ask")
-    async def ask(req: AskRequest, request: Request):
+    async def ask(request: Request):
         caller = authenticate(request)
+        req = await _parse(request, AskRequest)
         if rag is None:
             raise ApiError(404, "this server has no workspace index; start it with `expertkit serve -w DIR`",
                            "invalid_request_error")  # fmt: skip
@@ -494,7 +683,7 @@ def create_app(
             return rag.ask(req.question, filters, req.rag, req.k, on_token=_until(cancel))
 
         try:
-            answer = await answered(request, work, cancel)
+            answer = await answered(request, work, cancel, caller.name)
         except ClientGone:
             return JSONResponse({}, status_code=499)
         out = answer.to_json()
@@ -676,6 +865,75 @@ def _error(status: int, message: str, kind: str, param: str | None = None, code:
     return JSONResponse(
         {"error": {"message": message, "type": kind, "param": param, "code": code}}, status, headers=headers
     )
+
+
+def _same(value: Any, neutral: Any) -> bool:
+    """JSON equality: 1 and 1.0 are the same value, True and 1 are not."""
+    if isinstance(value, bool) or isinstance(neutral, bool):
+        return value is neutral
+    return value == neutral
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> Any:
+    """The JSON body as ``model``, or a 400 in OpenAI's shape that says which field and why. Text that
+    cannot be encoded (a lone UTF-16 surrogate such as "\\ud800") is refused here, before any part of
+    the server tries to tokenize or send it."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ApiError(400, f"the body is not valid JSON ({exc}): send a JSON object", "invalid_request_error",
+                       "body") from None  # fmt: skip
+    bad = _unencodable(data)
+    if bad is not None:
+        raise ApiError(400, f"{bad}: contains a lone UTF-16 surrogate, which is not text: send valid Unicode",
+                       "invalid_request_error", bad)  # fmt: skip
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        message = (f"{where}: unrecognized request argument (this server refuses what it would not read)"
+                   if first["type"] == "extra_forbidden" else f"{where}: {first['msg']}")  # fmt: skip
+        raise ApiError(400, message, "invalid_request_error", where) from None
+
+
+def _unencodable(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string holds a lone surrogate (the path, e.g. messages.0.content)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _unencodable(key) is not None:
+            return where or "body"
+        found = _unencodable(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _chat_page() -> str:
+    return resources.files("expertkit.serve").joinpath("chat.html").read_text(encoding="utf-8")
+
+
+def _page_policy(html: str) -> str:
+    """The chat page's Content-Security-Policy: its inline script and style allowed by their SHA-256, so
+    text injected into the page could never run; fetches to this server only; no frames, forms or plugins."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
+
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")  # fmt: skip
 
 
 def _too_large_message(limit: int) -> str:
