@@ -24,6 +24,7 @@ def test_a_key_is_stored_only_as_its_hash(tmp_path):
     assert json.loads(raw)["keys"][0]["hash"] == key_hash(key)
     assert record.groups == ["everyone", "staff"]
     assert stat.S_IMODE(os.stat(tmp_path / "keys.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "keys.json.lock").st_mode) == 0o600
     assert store.verify(key).name == "alice"
     assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     assert store.verify("not-a-key") is None

@@ -99,6 +99,7 @@ def test_export_and_merge_gguf(tuned_ws, tmp_path):
     result = run("merge", "norvale", "--gguf", "-w", str(ws))
     assert result.returncode == 0, result.stderr
     merged = ws / "models" / "norvale-merged.gguf"
+    assert (merged.parent.stat().st_mode & 0o777) == 0o700  # a model that learned the documents: the owner's only
     answer = run(
         "ask", "What torque for the impeller nut?", "-w", str(ws), "--json", "--set", f"generate.model={merged}"
     )

@@ -33,6 +33,7 @@ from expertkit.cli.common import (
     synth_app,
 )
 from expertkit.errors import ExpertkitError
+from expertkit.private import private_dir
 from expertkit.workspace import Workspace
 
 
@@ -347,7 +348,7 @@ def merge(
                 "then convert the folder with llama.cpp's convert_hf_to_gguf.py"
             )
         target = out or ws.root / "models" / f"{name}-merged.gguf"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)  # a model that learned the documents: the owner's only, as its adapter
         with err.status(f"merging {name} into {Path(base_file).name}…"):
             path = merge_into_gguf(adapter, base_file, target)
         console.print(
@@ -356,6 +357,7 @@ def merge(
         )
         return
     target = out or ws.root / "models" / f"{name}-merged"
+    private_dir(target.parent)
     with err.status(f"merging {name}…"):
         path = merge_adapter(adapter, target)
     console.print(f"merged model: {path} · use it with --set generate.model={path}")

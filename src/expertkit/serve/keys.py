@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expertkit.errors import ExpertkitError
+from expertkit.private import open_private, private_dir
 
 PREFIX = "ek-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -102,8 +103,8 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+        private_dir(self.path.parent)
+        with open(open_private(self.path.with_name(self.path.name + ".lock")), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield self._load()
