@@ -164,6 +164,36 @@ def test_ask_in_someone_elses_folder_sends_them_no_key(tmp_path):
     assert not any(key in result.stdout + result.stderr for key in keys.values())
 
 
+def test_search_in_someone_elses_folder_sends_them_no_pgpassword(tmp_path, monkeypatch):
+    """The same hole through the index: a folder's expertkit.toml points index.dsn at its owner's PostgreSQL,
+    whose password request libpq would answer with the user's PGPASSWORD. Refused before any connection is
+    tried (every attempt to connect is recorded here), with the line that would allow it."""
+    from expertkit.errors import ConfigError
+
+    psycopg = pytest.importorskip("psycopg")
+    attempts = []
+
+    def connect(conninfo="", **kwargs):
+        attempts.append(conninfo)
+        raise psycopg.OperationalError("no server here (the test's)")
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    password = "hunter2-" + "4" * 16
+    monkeypatch.setenv("PGPASSWORD", password)
+    monkeypatch.setenv("EXPERTKIT_CONFIG", str(tmp_path / "mine.toml"))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    dsn = "postgresql://me@192.0.2.1:5432/theirs?connect_timeout=1"  # TEST-NET-1: nobody's
+    (theirs / "expertkit.toml").write_text(f'[index]\nbackend = "postgres"\ndsn = "{dsn}"\n')
+    monkeypatch.chdir(theirs)  # found by searching upward, as any folder one runs expertkit in
+    result = runner.invoke(app, ["search", "salary"])
+    assert attempts == []
+    assert isinstance(result.exception, ConfigError)
+    message = str(result.exception)
+    assert "\n" not in message and password not in message + result.output
+    assert f'{tmp_path / "mine.toml"}: [secrets] allow = ["PGPASSWORD postgresql://192.0.2.1"]' in message
+
+
 # -- ask, chat, models (with the real shipped model) ----------------------------------------------------
 
 

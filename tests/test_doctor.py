@@ -100,3 +100,23 @@ def test_a_missing_optional_part_names_its_extra():
     with pytest.raises(MissingPartError, match=r"no_such_module_xyz not installed: pip install 'expertkit\[tune\]'"):
         require("tune", "json", "no_such_module_xyz")
     require("tune", "json")  # present: nothing raised
+
+
+@pytest.mark.parametrize("speed", ["--speed", "--no-speed"])
+def test_doctor_in_someone_elses_folder_runs_no_program_it_names(tmp_path, monkeypatch, speed):
+    """The attack through doctor: its engine probe would start the llama-server that the folder's
+    expertkit.toml names. Nothing runs; the engine check fails with the one-line refusal, even unmeasured."""
+    monkeypatch.setattr(engines, "_cache_path", lambda: tmp_path / "engines.json")
+    theirs, trace = tmp_path / "theirs", tmp_path / "it-ran"
+    theirs.mkdir()
+    program = theirs / "llama-server"
+    program.write_text(f"#!/bin/sh\ntouch {trace}\nexit 1\n")
+    program.chmod(0o755)
+    (theirs / "expertkit.toml").write_text(f'[generate]\nserver_binary = "{program}"\n')
+    monkeypatch.setenv("EXPERTKIT_CONFIG", str(tmp_path / "mine.toml"))
+    result = runner.invoke(app, ["doctor", "-w", str(theirs), speed, "--json"])
+    assert not trace.exists()
+    assert result.exit_code == 1, result.output
+    engine = by_name(result.output)["engine"]
+    assert not engine["ok"] and "\n" not in engine["detail"] and str(theirs / "expertkit.toml") in engine["detail"]
+    assert f'{tmp_path / "mine.toml"}: [secrets] allow_binaries = ["{program}"]' in engine["detail"]

@@ -5,13 +5,16 @@ Environment variables name a key with ``__`` between section and field, e.g.
 ``EXPERTKIT_SEARCH__K=20`` or ``EXPERTKIT_EMBED__BATCH_SIZE=32``.
 
 The user's file (``$EXPERTKIT_CONFIG``, else ``$XDG_CONFIG_HOME/expertkit/config.toml``, else
-``~/.config/expertkit/config.toml``) holds the same sections, below the workspace's, and ``[secrets] allow``:
-the (variable, server) pairs a workspace's file may send an API key to (see :func:`api_key_for`).
+``~/.config/expertkit/config.toml``) holds the same sections, below the workspace's, and ``[secrets]``:
+``allow``, the (variable, server) pairs a workspace's file may send an API key or PGPASSWORD to (see
+:func:`api_key_for`, :func:`dsn_for`), and ``allow_binaries``, the llama-servers it may run
+(:func:`server_binary_for`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -84,6 +87,7 @@ class IndexSettings(Section):
     lock_timeout_s: float = Field(
         30.0, ge=0, description="sqlite: seconds a writer waits for another writer before giving up"
     )
+    _secrets: SecretPolicy | None = PrivateAttr(default=None)  # set by load_settings, for dsn_for
 
 
 class AccessRule(Section):
@@ -124,13 +128,15 @@ class SearchSettings(Section):
 
 @dataclass(frozen=True)
 class SecretPolicy:
-    """Where generate.base_url / api_key_env came from, when a workspace's file chose either: the values it
-    chose, and the (variable, origin) pairs the user's own file allows."""
+    """What a workspace's file chose of one section's guarded fields (generate.base_url, api_key_env,
+    server_binary; index.dsn): the values it chose, the (variable, origin) pairs the user's own file allows,
+    and the binaries (resolved paths) it allows to run."""
 
     workspace_file: str
     chosen: dict[str, str]  # field -> the value the workspace's file set
     allow: frozenset[tuple[str, str]]
     user_file: str
+    allow_binaries: frozenset[str] = frozenset()
 
 
 class GenerateSettings(Section):
@@ -311,12 +317,13 @@ def load_settings(
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Read the user's config file, then the workspace's expertkit.toml, then the environment, then
-    ``overrides``; validate once. Which layer chose generate.base_url and api_key_env is kept
-    (``GenerateSettings._secrets``) for :func:`api_key_for`."""
+    ``overrides``; validate once. Which layer chose the guarded fields (generate.base_url, api_key_env,
+    server_binary; index.dsn) is kept (each section's ``_secrets``) for :func:`api_key_for`,
+    :func:`server_binary_for` and :func:`dsn_for`."""
     env = dict(os.environ if environ is None else environ)
     user_file = user_config_path(env)
     user = _read_toml(user_file) if user_file.is_file() else {}
-    allow = _parse_allow(user.pop(SECRETS, {}), user_file)
+    allow, binaries = _parse_secrets(user.pop(SECRETS, {}), user_file)
     layers: list[tuple[str, str, dict[str, Any]]] = [("user", str(user_file), user)]
     ws_file = workspace / CONFIG_FILE if workspace is not None else None
     if ws_file is not None and ws_file.exists() and not (user_file.is_file() and ws_file.samefile(user_file)):
@@ -327,33 +334,43 @@ def load_settings(
     layers.append(("environment", "environment", _env_overrides(env)))
     layers.append(("command line", "command line", overrides or {}))
     merged: dict[str, Any] = {}
-    chooser: dict[str, str] = {}  # generate.base_url / api_key_env -> the kind of layer that chose its value
+    chooser: dict[tuple[str, str], str] = {}  # (section, guarded field) -> the kind of layer that chose its value
     for kind, origin, layer in layers:
-        generate = layer.get("generate")
-        for name in _SECRET_FIELDS if isinstance(generate, dict) else ():
-            # a workspace's file chooses only what it changes (expertkit init writes the defaults out)
-            if name in generate and (kind != "workspace" or str(generate[name]) != _value_below(merged, name)):
-                chooser[name] = kind
+        for section, names in _GUARDED.items():
+            values = layer.get(section)
+            for name in names if isinstance(values, dict) else ():
+                # a workspace's file chooses only what it changes (expertkit init writes the defaults out)
+                below = _value_below(merged, section, name)
+                if name in values and (kind != "workspace" or str(values[name]) != below):
+                    chooser[section, name] = kind
         merged = _deep_merge(merged, layer)
         try:  # validate layer by layer so the error names where the bad value came from
             Settings.model_validate(merged)
         except ValidationError as exc:
             raise ConfigError(_format_error(exc, origin)) from None
     settings = Settings.model_validate(merged)
-    chosen = {name: getattr(settings.generate, name) for name, kind in chooser.items() if kind == "workspace"}
-    if chosen:
-        settings.generate._secrets = SecretPolicy(str(ws_file), chosen, allow, str(user_file))
+    for section in _GUARDED:
+        values = getattr(settings, section)
+        chosen = {
+            name: getattr(values, name)
+            for (sec, name), kind in chooser.items()
+            if sec == section and kind == "workspace"
+        }
+        if chosen:
+            values._secrets = SecretPolicy(str(ws_file), chosen, allow, str(user_file), binaries)
     return settings
 
 
-_SECRET_FIELDS = ("base_url", "api_key_env")
+# the fields that send a secret somewhere or name a program to run: a workspace's file may not choose them alone
+_GUARDED = {"generate": ("base_url", "api_key_env", "server_binary"), "index": ("dsn",)}
+_KEY_FIELDS = ("base_url", "api_key_env")
 
 
-def _value_below(merged: dict[str, Any], name: str) -> str:
-    generate = merged.get("generate")
-    if isinstance(generate, dict) and name in generate:
-        return str(generate[name])
-    return str(GenerateSettings.model_fields[name].default)
+def _value_below(merged: dict[str, Any], section: str, name: str) -> str:
+    values = merged.get(section)
+    if isinstance(values, dict) and name in values:
+        return str(values[name])
+    return str(getattr(Settings.model_fields[section].default, name))
 
 
 def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -373,34 +390,58 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _parse_allow(section: Any, path: Path) -> frozenset[tuple[str, str]]:
-    """``[secrets] allow = ["VARIABLE scheme://host[:port]", ...]`` as (variable, origin) pairs."""
+def _parse_secrets(section: Any, path: Path) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """``[secrets] allow = ["VARIABLE scheme://host[:port]", ...]`` as (variable, origin) pairs (an API key
+    variable and an http(s) server, or PGPASSWORD and a postgresql:// one), and ``allow_binaries =
+    ["/absolute/path", ...]`` as resolved paths."""
     example = '[secrets] allow = ["OPENAI_API_KEY https://api.openai.com"]'
+    binaries_example = '[secrets] allow_binaries = ["/opt/llama/bin/llama-server"]'
     entries = section.get("allow", []) if isinstance(section, dict) else None
-    if not isinstance(entries, list) or set(section) - {"allow"}:
-        raise ConfigError(f"{path}: [{SECRETS}] holds one key, a list of variable and server: {example}")
+    binaries = section.get("allow_binaries", []) if isinstance(section, dict) else None
+    if not isinstance(entries, list) or not isinstance(binaries, list) or set(section) - {"allow", "allow_binaries"}:
+        raise ConfigError(
+            f"{path}: [{SECRETS}] holds two lists, of variable and server, and of programs: {example}, "
+            f"{binaries_example}"
+        )
     pairs = set()
     for entry in entries:
         parts = entry.split() if isinstance(entry, str) else []
-        origin = _origin(parts[1]) if len(parts) == 2 else None
-        if origin is None or not re.fullmatch(API_KEY_VARIABLE, parts[0]):
-            raise ConfigError(f"{path}: secrets.allow entry {entry!r}: expected a variable and a server, {example}")
+        pg = len(parts) == 2 and parts[0] == PG_PASSWORD
+        origin = _origin(parts[1], _PG_SCHEMES if pg else _HTTP_SCHEMES) if len(parts) == 2 else None
+        if origin is None or not (pg or re.fullmatch(API_KEY_VARIABLE, parts[0])):
+            raise ConfigError(
+                f"{path}: secrets.allow entry {entry!r}: expected a variable and a server, {example} "
+                f'(or "{PG_PASSWORD} postgresql://host:port")'
+            )
         pairs.add((parts[0], origin))
-    return frozenset(pairs)
+    allowed = set()
+    for binary in binaries:
+        if not isinstance(binary, str) or not Path(binary).expanduser().is_absolute():
+            raise ConfigError(f"{path}: secrets.allow_binaries entry {binary!r}: expected an absolute path, "
+                              f"{binaries_example}")  # fmt: skip
+        allowed.add(str(Path(binary).expanduser().resolve()))
+    return frozenset(pairs), frozenset(allowed)
 
 
-def _origin(url: str) -> str | None:
-    """``scheme://host[:port]`` of an http(s) URL, lower-cased, the default port left out; None if not one."""
+PG_PASSWORD = "PGPASSWORD"  # libpq sends it to whatever server a connection string names
+_HTTP_SCHEMES = {"http": 80, "https": 443}  # scheme -> its default port
+_PG_SCHEMES = {"postgresql": 5432, "postgres": 5432}
+
+
+def _origin(url: str, schemes: Mapping[str, int] = _HTTP_SCHEMES) -> str | None:
+    """``scheme://host[:port]`` of a URL in one of ``schemes`` (http(s) by default), lower-cased, the default
+    port left out (postgres:// spelt postgresql://); None if not one."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
         return None
     scheme, host = parts.scheme.lower(), parts.hostname
-    if scheme not in ("http", "https") or not host:
+    if scheme not in schemes or not host:
         return None
+    scheme = "postgresql" if scheme == "postgres" else scheme
     host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}" + (f":{port}" if port and port != {"http": 80, "https": 443}[scheme] else "")
+    return f"{scheme}://{host}" + (f":{port}" if port and port != schemes[scheme] else "")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -436,7 +477,11 @@ def api_key_for(settings: GenerateSettings, environ: Mapping[str, str] | None = 
             f"127.0.0.1, ::1), not over plain http to {origin}: use https://{url.strip().split('://', 1)[1]}"
         )
     policy = settings._secrets
-    chosen = [f"generate.{f}" for f, v in policy.chosen.items() if getattr(settings, f) == v] if policy else []
+    chosen = [
+        f"generate.{f}"
+        for f, v in (policy.chosen if policy else {}).items()
+        if f in _KEY_FIELDS and getattr(settings, f) == v
+    ]
     if chosen and (name, origin) not in policy.allow:
         raise ConfigError(
             f"{policy.workspace_file} sets {' and '.join(chosen)}, so it would send {name} to {origin}; a workspace "
@@ -444,6 +489,75 @@ def api_key_for(settings: GenerateSettings, environ: Mapping[str, str] | None = 
             f'[{SECRETS}] allow = ["{name} {origin}"]'
         )
     return key
+
+
+def server_binary_for(settings: GenerateSettings) -> str:
+    """``generate.server_binary`` as it may run: as set where the user chose it (their own file, the
+    environment, --set). Where the workspace's expertkit.toml chose it, only a program the user's own file
+    lists in ``[secrets] allow_binaries``, and then by its resolved path (a link in the workspace cannot be
+    re-pointed, nor its folder supply the libraries); otherwise ConfigError: running expertkit in someone
+    else's folder must not run a program that folder names."""
+    binary, policy = settings.server_binary, settings._secrets
+    if not binary or policy is None or policy.chosen.get("server_binary") != binary:
+        return binary
+    path = str(Path(binary).expanduser().resolve())
+    if path not in policy.allow_binaries:
+        raise ConfigError(
+            f"{policy.workspace_file} sets generate.server_binary = {binary}, a program expertkit would run; a "
+            f"workspace cannot choose what runs on your machine: if you trust it, add to {policy.user_file}: "
+            f"[{SECRETS}] allow_binaries = [{json.dumps(path)}]"
+        )
+    return path
+
+
+def dsn_for(settings: IndexSettings, environ: Mapping[str, str] | None = None) -> str:
+    """``index.dsn`` as it may be connected to. Refused (ConfigError) where the workspace's expertkit.toml
+    chose it, it holds no password of its own and PGPASSWORD is set (libpq sends PGPASSWORD to whatever server
+    the string names), unless each server it names is this machine (a unix socket, loopback) or one the user's
+    own file allows: ``[secrets] allow = ["PGPASSWORD postgresql://host:port"]``. ~/.pgpass needs no rule:
+    libpq matches each of its lines to its own host, port, database and user."""
+    env = os.environ if environ is None else environ
+    dsn, policy = settings.dsn, settings._secrets
+    if not dsn or policy is None or policy.chosen.get("dsn") != dsn or not env.get(PG_PASSWORD):
+        return dsn
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return dsn  # no driver, no connection: opening the index says what to install
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return dsn  # libpq cannot read it either, so it connects nowhere; its own error says why
+    if params.get("password"):
+        return dsn  # its own password goes, not PGPASSWORD
+    away = [o for o in _pg_servers(params, env) if (PG_PASSWORD, o) not in policy.allow]
+    if away:
+        lines = ", ".join(json.dumps(f"{PG_PASSWORD} {o}") for o in away)
+        raise ConfigError(
+            f"{policy.workspace_file} sets index.dsn, so libpq would send your {PG_PASSWORD} to {', '.join(away)}; "
+            f"a workspace cannot choose where your password goes: if you trust it, add to {policy.user_file}: "
+            f"[{SECRETS}] allow = [{lines}] (or give that server its own line in ~/.pgpass)"
+        )
+    return dsn
+
+
+def _pg_servers(params: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The postgresql:// origins of the servers a parsed connection string names that are not this machine
+    (a unix socket, loopback): for each host in its list, the hostaddr libpq connects to where one is given.
+    A host left out is the user's own PGHOST, or the local socket."""
+    hosts = str(params.get("host") or "").split(",")
+    addrs = str(params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or env.get("PGPORT") or "").split(",")
+    out = []
+    for i in range(max(len(hosts), len(addrs))):
+        addr = (addrs[i] if i < len(addrs) else "") or (hosts[i] if i < len(hosts) else "")
+        if not addr or addr.startswith(("/", "@")) or is_loopback_host(addr):
+            continue
+        port = (ports[i] if len(ports) > 1 and i < len(ports) else ports[0]) or "5432"
+        host = f"[{addr}]" if ":" in addr else addr
+        out.append(_origin(f"postgresql://{host}:{port}", _PG_SCHEMES) or f"postgresql://{host}:{port}")
+    return out
 
 
 def default_toml() -> str:

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from expertkit.errors import ExpertkitError, MissingPartError, ModelNotInstalledError, require
+from expertkit.errors import ConfigError, ExpertkitError, MissingPartError, ModelNotInstalledError, require
 from expertkit.models import engines
 from expertkit.models.registry import REGISTRY, model_cache_dir
 
@@ -235,13 +235,18 @@ def check_workspace(ws) -> list[Check]:
 
 def run_checks(ws=None, speed: bool = True, model: str = SPEED_MODEL) -> list[Check]:
     """Every check, in the order the report prints them. ``ws`` adds the workspace's own."""
-    from expertkit.config import Settings
+    from expertkit.config import Settings, server_binary_for
 
     s = ws.settings if ws is not None else Settings()
     g = s.generate
     checks = [check_cpu()]
-    if speed:
-        checks.append(check_engine(model, engine=g.engine, binary=g.server_binary))
+    try:
+        binary = server_binary_for(g)
+    except ConfigError as exc:  # a workspace's llama-server you have not allowed: named, never run, not even here
+        checks.append(Check("engine", False, str(exc), "add that line if you trust it, else remove the setting"))
+    else:
+        if speed:
+            checks.append(check_engine(model, engine=g.engine, binary=binary))
     checks += check_models({s.embed.model, g.model})
     checks.append(check_disk([model_cache_dir()] + ([ws.data_dir] if ws is not None else [])))
     checks += [check_tuning(), check_postgres(), check_chromium()]

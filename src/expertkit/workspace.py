@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expertkit.config import CONFIG_FILE, Settings, default_toml, load_settings
+from expertkit.config import CONFIG_FILE, Settings, default_toml, dsn_for, load_settings
 from expertkit.errors import ConfigError, WorkspaceError
 from expertkit.private import exposed, private_dir
 
@@ -51,7 +51,7 @@ class Workspace:
     def index_dsn(self) -> str:
         """index.dsn, else the local server's (``expertkit db start``)."""
         if self.settings.index.dsn:
-            return self.settings.index.dsn
+            return dsn_for(self.settings.index)  # refused where a workspace's file would send PGPASSWORD away
         from expertkit.index.pgserver import PgServer
 
         info = PgServer(self.db_dir).status()

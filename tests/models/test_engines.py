@@ -120,3 +120,72 @@ def test_bad_engine_settings_are_one_line_errors(tmp_path):
         engines.candidates("llama-server")
     with pytest.raises(ConfigError, match="use auto, xllamacpp, llama-server"):
         engines.candidates("vulkan")
+
+
+# -- a llama-server named by someone else's workspace ----------------------------------------------------------
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
+    """Someone else's folder whose expertkit.toml names a program of theirs as the llama-server: it only
+    writes down that it ran (and as what), then exits. Returns the folder, the program and its trace; the
+    user's own config file is tmp_path/mine/config.toml, absent until a test writes it."""
+    theirs, trace = tmp_path / "theirs", tmp_path / "it-ran"
+    theirs.mkdir()
+    program = Path(script(theirs / "llama-server", f'echo "$0" > {trace}\nexit 1\n'))
+    (theirs / "expertkit.toml").write_text(f'[generate]\nserver_binary = "{program}"\n')
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setenv("EXPERTKIT_CONFIG", str(tmp_path / "mine" / "config.toml"))
+    return theirs, program, trace
+
+
+def test_a_workspace_cannot_run_a_program_it_names(planted, tmp_path):
+    """The attack: expertkit, run inside someone else's folder (found by searching upward), starts the
+    llama-server that folder's expertkit.toml names: any program. It is never run; the one-line error names
+    the workspace's file, the program and the line the user's own file would need."""
+    from expertkit.config import load_settings
+    from expertkit.models.generator import make_generator
+
+    theirs, program, trace = planted
+    with pytest.raises(ConfigError) as exc:
+        make_generator(load_settings(theirs).generate)
+    assert not trace.exists()
+    message = str(exc.value)
+    assert "\n" not in message and str(theirs / "expertkit.toml") in message and str(program) in message
+    assert f'add to {tmp_path / "mine" / "config.toml"}: [secrets] allow_binaries = ["{program}"]' in message
+
+
+def test_a_program_the_user_allows_runs_by_its_own_path(planted, tmp_path):
+    """Allowed by its resolved path in the user's file, it runs, as that path: a link in the workspace to it
+    runs the real file (its folder, not the workspace, supplies the libraries)."""
+    from expertkit.config import load_settings
+    from expertkit.models.generator import make_generator
+
+    theirs, program, trace = planted
+    link = theirs / "bin" / "server"
+    link.parent.mkdir()
+    link.symlink_to(program)
+    (theirs / "expertkit.toml").write_text(f'[generate]\nserver_binary = "{link}"\n')
+    (tmp_path / "mine" / "config.toml").write_text(f'[secrets]\nallow_binaries = ["{program}"]\n')
+    with pytest.raises(GeneratorError):  # it started, and exited
+        make_generator(load_settings(theirs).generate)
+    assert trace.read_text().strip() == str(program)
+
+
+@pytest.mark.parametrize("how", ["EXPERTKIT_LLAMA_SERVER", "EXPERTKIT_GENERATE__SERVER_BINARY", "--set", "user file"])
+def test_the_users_own_choice_of_program_needs_no_entry(planted, tmp_path, monkeypatch, how):
+    """The environment, --set and the user's own file choose for the user. The workspace's file is the one
+    `expertkit init` writes, which names no program (below it, the user's file sets what it leaves out)."""
+    from expertkit.config import default_toml, load_settings
+    from expertkit.models.generator import make_generator
+
+    theirs, program, trace = planted
+    (theirs / "expertkit.toml").write_text("[search]\nk = 5\n" if how == "user file" else default_toml())
+    overrides = {"generate": {"server_binary": str(program)}} if how == "--set" else None
+    if how.startswith("EXPERTKIT_"):
+        monkeypatch.setenv(how, str(program))
+    if how == "user file":
+        (tmp_path / "mine" / "config.toml").write_text(f'[generate]\nserver_binary = "{program}"\n')
+    with pytest.raises(GeneratorError):  # it started, and exited
+        make_generator(load_settings(theirs, overrides).generate)
+    assert trace.read_text().strip() == str(program)

@@ -270,6 +270,50 @@ def test_the_runtime_answers_no_one_without_its_key(tmp_path, llama):
         stop_runtime(data)
 
 
+# llama-server as llama.cpp builds it, played by the default engine: LLAMA_API_KEY (its --api-key) adds a key
+# to those of --api-key-file, and so do the LLAMA_ARG_ spellings of the option and of the file
+LLAMA_SERVER_AS_BUILT = """#!{python}
+import os, sys
+args = sys.argv[1:]
+at = args.index("--api-key-file") + 1
+keys = open(args[at]).read().split()
+keys += [os.environ[name] for name in ("LLAMA_API_KEY", "LLAMA_ARG_API_KEY") if name in os.environ]
+keys += open(os.environ["LLAMA_ARG_API_KEY_FILE"]).read().split() if "LLAMA_ARG_API_KEY_FILE" in os.environ else []
+args[at] = "{folder}/keys-%d" % os.getpid()
+with open(args[at], "w") as f:
+    f.write("\\n".join(keys))
+os.execv(sys.executable, [sys.executable, "-m", "expertkit.models.xllamacpp_server", *args])
+"""
+
+
+def test_an_api_key_in_the_users_environment_opens_no_runtime(tmp_path, monkeypatch):
+    """The attack: the user's shell holds LLAMA_API_KEY (set for another llama-server), the managed server
+    inherits it, and it becomes a second key to the runtime that anyone who knows it can use. The runtime
+    answers only its own key."""
+    import httpx
+
+    from expertkit.models import engines
+
+    monkeypatch.setattr(engines, "_cache_path", lambda: tmp_path / "engines.json")
+    binary = tmp_path / "llama-server"
+    binary.write_text(LLAMA_SERVER_AS_BUILT.format(python=sys.executable, folder=tmp_path))
+    binary.chmod(0o755)
+    (tmp_path / "more-keys").write_text("key-from-a-file\n")
+    monkeypatch.setenv("LLAMA_API_KEY", "key-from-the-shell")
+    monkeypatch.setenv("LLAMA_ARG_API_KEY", "key-from-an-arg-variable")
+    monkeypatch.setenv("LLAMA_ARG_API_KEY_FILE", str(tmp_path / "more-keys"))
+    data = tmp_path / ".expertkit"
+    info = start_runtime(data, MODEL, resolve(MODEL, "generator"), 512, 1, binary=str(binary))
+    try:
+        assert info.engine == "llama-server"
+        models = f"{info.url}/v1/models"
+        for key in ("key-from-the-shell", "key-from-an-arg-variable", "key-from-a-file"):
+            assert httpx.get(models, headers={"Authorization": f"Bearer {key}"}).status_code == 401, key
+        assert httpx.get(models, headers={"Authorization": f"Bearer {info.api_key}"}).status_code == 200
+    finally:
+        stop_runtime(data)
+
+
 def test_stale_runtime_record_is_dropped_and_replaced(tmp_path):
     data = tmp_path / ".expertkit"
     data.mkdir()

@@ -28,6 +28,7 @@ def runtime_start(
     set_: SetOpt = None,
 ) -> None:
     """Start llama.cpp's server for generate.model and keep it warm: ask, chat and serve reuse it."""
+    from expertkit.config import server_binary_for
     from expertkit.models.llamacpp import start_runtime
     from expertkit.models.registry import is_gguf, resolve
 
@@ -39,7 +40,7 @@ def runtime_start(
     path = resolve(g.model, "generator")
     with err.status(f"starting llama.cpp with {g.model}…"):
         info = start_runtime(
-            ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port, g.engine, g.server_binary
+            ws.data_dir, g.model, path, g.ctx_size, g.parallel, g.threads, port, g.engine, server_binary_for(g)
         )
     console.print(
         f"{info.engine} pid {info.pid} serving {info.model} on {info.url}/v1 "

@@ -448,7 +448,7 @@ def make_generator(
     ``switchable`` adapters (llama.cpp) are loaded into that private server but applied only to the
     requests that ask for one (``LlamaCppGenerator.with_adapter``): one server, the base and each adapter.
     """
-    from expertkit.config import api_key_for
+    from expertkit.config import api_key_for, server_binary_for
     from expertkit.errors import ConfigError
 
     backend = choose_backend(settings, adapter)
@@ -493,7 +493,7 @@ def make_generator(
                 lora=lora,
                 lora_per_request=adapter is None and bool(lora),
                 engine=settings.engine,
-                binary=settings.server_binary,
+                binary=server_binary_for(settings),  # refused when a workspace chose it and you did not allow it
             )
             server.start()
         return LlamaCppGenerator(server, settings.model, settings.timeout_s)

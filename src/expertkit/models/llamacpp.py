@@ -43,6 +43,9 @@ from expertkit.private import open_private
 
 RUNTIME_FILE = "runtime.json"
 CORS_ENV = "LLAMA_ARG_CORS_ORIGINS"  # llama-server's --cors-origins (builds before it ignore the variable)
+# where llama-server also takes API keys (LLAMA_API_KEY is its --api-key; LLAMA_ARG_ names, *_FILE included):
+# one inherited from the user's environment would be a second key that opens the server
+KEY_ENV_PREFIXES = ("LLAMA_API_KEY", "LLAMA_ARG_API_KEY")
 DOCTOR = "run `expertkit doctor` to see which engine runs on this machine"
 
 
@@ -238,7 +241,7 @@ class LlamaServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env={**engine.env(), CORS_ENV: self.url},  # no other origin: a web page cannot read it
+                    env=_child_env(engine, self.url),
                     start_new_session=True,
                     preexec_fn=None if detach else lambda: _die_with_parent(parent),
                 )
@@ -317,6 +320,13 @@ class LlamaServer:
         server.pid, server.started, server.log_path = info.pid, info.started, Path(info.log)
         server.api_key = info.api_key
         return server
+
+
+def _child_env(engine: Engine, origin: str) -> dict[str, str]:
+    """The server's environment: this process's, less every API key variable (its key is the one in
+    --api-key-file, and no other), and CORS for its own origin only (a web page cannot read its answers)."""
+    env = {k: v for k, v in engine.env().items() if not k.upper().startswith(KEY_ENV_PREFIXES)}
+    return {**env, CORS_ENV: origin}
 
 
 def _key_file(key: str) -> str:

@@ -30,7 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-webui", action="store_true")
     p.add_argument("--lora", action="append", default=[])
     p.add_argument("--lora-init-without-apply", action="store_true")
-    p.add_argument("--api-key-file", help="a file whose first line is the key every request must carry")
+    p.add_argument("--api-key-file", help="a file of keys, one a line, as llama-server: requests carry one")
     p.add_argument(
         "--cors-origins",
         default=os.environ.get("LLAMA_ARG_CORS_ORIGINS", ""),
@@ -64,7 +64,7 @@ def params_for(args: argparse.Namespace):
     params.lora_init_without_apply = args.lora_init_without_apply
     if args.api_key_file:
         with open(args.api_key_file) as f:
-            params.api_keys = [f.readline().strip()]
+            params.api_keys = [line.strip() for line in f if line.strip()]
     if args.cors_origins:
         params.cors_origins = args.cors_origins
     return params
