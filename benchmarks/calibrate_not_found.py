@@ -1,23 +1,37 @@
-"""Calibrate rag.min_relevance: the dense cosine below which `ask` answers "not found in the documents".
+"""Calibrate the "not found" gate: rag.min_relevance (the dense cosine) and rag.min_rerank (the shipped
+cross-encoder's score), below either of which `ask` answers "not found in the documents" without the model.
 
-Positives are each set's own questions against its own index; negatives are the other set's
-questions (science claims asked of a TV manual, and TV questions asked of science abstracts),
+Cosine, on the shared sets: positives are each set's own questions against its own index; negatives are the
+other set's questions (science claims asked of a TV manual, and TV questions asked of science abstracts),
 which those documents cannot answer. The relevance of a question is what `ask` compares with the
-threshold: ``RAG.relevance`` over the hybrid top rag.k (the best dense cosine, each passage scored with
-and without its document header). Prints the distributions, the threshold with the best balanced
+threshold: ``RAG.relevance`` over the hybrid top rag.k, fusion alone (the best dense cosine, each passage scored
+with and without its document header). Prints the distributions, the threshold with the best balanced
 accuracy, and a sweep.
 
-Run: .venv/bin/python benchmarks/calibrate_not_found.py  (ingests both sets into benchmarks/out/ once)
+Cross-encoder, where the hard cases are: the planted set (benchmarks/data/planted: 51 answerable questions,
+10 near-domain ones the documents almost answer, 2 off-domain), plus ``--sample`` own and foreign questions of
+each shared set. Each question is searched as `ask` does with search.reranker = ms-marco-minilm-l12-int8 (top
+rag.k after the rerank) and both signals are read off the same hits (``RAG.relevance``,
+``RAG.rerank_relevance``). Prints their distributions, a sweep, and the gate's precision and recall at "not
+found" (cosine alone, cross-encoder alone, either, both) on the planted set and the shared sample.
+The heldout set (benchmarks/data/heldout: 34 answerable, 27 near, 5 off-domain) plays no part in the choice: it
+is scored last, with the defaults (rag.min_relevance, rag.min_rerank), as a check of the gate on questions
+nobody tuned on.
+
+Run: .venv/bin/python benchmarks/calibrate_not_found.py [--sample 40]  (ingests the sets into benchmarks/out/
+once). Writes benchmarks/results/calibrate_not_found.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
 from pathlib import Path
 
 import numpy as np
 
-from expertkit.config import RagSettings
+from expertkit.config import RagSettings, SearchSettings
 from expertkit.evaluate.beir import load_beir
 from expertkit.index.sqlite import SQLiteIndex
 from expertkit.ingest.sync import Ingestor
@@ -27,6 +41,10 @@ from expertkit.retrieve import Retriever
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).parent / "out"
+PLANTED = Path(__file__).parent / "data" / "planted"
+HELDOUT = Path(__file__).parent / "data" / "heldout"
+RESULTS = Path(__file__).parent / "results" / "calibrate_not_found.json"
+RERANKER = "ms-marco-minilm-l12-int8"
 
 
 def relevance(retriever: Retriever, questions: list[str]) -> np.ndarray:
@@ -37,15 +55,140 @@ def relevance(retriever: Retriever, questions: list[str]) -> np.ndarray:
     )
 
 
+def gate_signals(retriever: Retriever, questions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per question, what `ask`'s gate compares, from the same hits: the best dense cosine and the best
+    cross-encoder score of the top rag.k after the rerank."""
+    rag = RAG(retriever, None, k=RagSettings().k)
+    cos, rerank = [], []
+    for q in questions:
+        hits = retriever.search(q, k=rag.k)
+        cos.append(rag.relevance(q, hits))
+        rerank.append(rag.rerank_relevance(hits))
+    return np.array(cos), np.array(rerank)
+
+
+def gate(cos: np.ndarray, rerank: np.ndarray, min_cos: float, min_rerank: float, rule: str) -> np.ndarray:
+    """Where the gate says "not found" under ``rule``: cosine, rerank, either (below one), both (below both)."""
+    low_cos, low_rerank = cos < min_cos, rerank < min_rerank
+    return {"cosine": low_cos, "rerank": low_rerank, "either": low_cos | low_rerank, "both": low_cos & low_rerank}[rule]
+
+
+def precision_recall(refused: np.ndarray, unanswerable: np.ndarray) -> dict:
+    """Of the gate's "not found": precision (unanswerable among them), recall (of the unanswerable), and the
+    share of answerable questions it refuses."""
+    hit = int((refused & unanswerable).sum())
+    return {
+        "precision": round(hit / max(int(refused.sum()), 1), 4),
+        "recall": round(hit / max(int(unanswerable.sum()), 1), 4),
+        "answerable_refused": round(float((refused & ~unanswerable).sum() / max(int((~unanswerable).sum()), 1)), 4),
+    }
+
+
+def calibrate_rerank(embedder: Embedder, sets: dict, indexes: dict, sample: int) -> dict:
+    """The cross-encoder's threshold: distributions, a sweep, and the gate's precision and recall."""
+    settings = SearchSettings(reranker=RERANKER)
+    index = SQLiteIndex(OUT / "planted.db", cache_dir=OUT / "cache-planted")
+    Ingestor(index, embedder).sync([PLANTED / "corpus"])
+    planted = [json.loads(line) for line in (PLANTED / "questions.jsonl").read_text().splitlines() if line.strip()]
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    kinds = {"answerable": lambda q: q["answerable"], "near": lambda q: q["kind"] == "near_miss"}
+    kinds["off-domain"] = lambda q: q["kind"] == "off_domain"
+    per_question = []
+    for kind, chosen in kinds.items():
+        chosen_ones = [q for q in planted if chosen(q)]
+        groups[f"planted {kind}"] = gate_signals(Retriever(index, embedder, settings), [
+            q["question"] for q in chosen_ones
+        ])  # fmt: skip
+        per_question += [{"id": q["id"], "kind": kind, "cosine": round(float(c), 3), "rerank": round(float(r), 2)}
+                         for q, c, r in zip(chosen_ones, *groups[f"planted {kind}"], strict=True)]  # fmt: skip
+    for name, other in (("emanual-tv", "scifact"), ("scifact", "emanual-tv")):
+        retriever = Retriever(indexes[name], embedder, settings)
+        for label, data in (("own", sets[name]), ("foreign", sets[other])):
+            qs = sorted(data.queries.values())
+            groups[f"{name} {label}"] = gate_signals(retriever, random.Random(7).sample(qs, min(sample, len(qs))))
+    index.close()
+    out: dict = {"groups": {}, "planted questions": per_question}
+    for label, (cos, rerank) in groups.items():
+        out["groups"][label] = {
+            "questions": len(rerank),
+            "rerank": {p: round(float(np.percentile(rerank, v)), 2) for p, v in
+                       (("min", 0), ("p5", 5), ("median", 50), ("p95", 95), ("max", 100))},
+            "cosine median": round(float(np.median(cos)), 3),
+        }  # fmt: skip
+        print(label, json.dumps(out["groups"][label]))
+    answerable = np.concatenate([groups[g][1] for g in ("planted answerable", "emanual-tv own", "scifact own")])
+    # as for the cosine: recall first, a wrong "not found" hides an answer. Below every answerable question seen
+    # (rounded down to a whole logit), and, for comparison, below 98% of them
+    keep_all = float(np.floor(answerable.min()))
+    keep98 = float(np.floor(np.percentile(answerable, 2) * 2) / 2)
+    out["keeps every answerable"], out["keeps 98% of answerable"] = keep_all, keep98
+    sweep = []
+    for t in np.arange(-11.0, 4.01, 1.0):
+        row = {"min_rerank": round(float(t), 1)}
+        row |= {label: round(float((rerank < t).mean()), 4) for label, (_, rerank) in groups.items()}
+        sweep.append(row)  # the share of each group the cross-encoder alone refuses
+    out["refused by the cross-encoder alone"] = sweep
+    # the gate as `ask` applies it, on the planted set and on the shared sample
+    min_cos = RagSettings().min_relevance
+    sets_of = {
+        "planted": ["planted answerable", "planted near", "planted off-domain"],
+        "shared sample": ["emanual-tv own", "scifact own", "emanual-tv foreign", "scifact foreign"],
+    }
+    out["gate"] = {}
+    for where, names in sets_of.items():
+        cos = np.concatenate([groups[g][0] for g in names])
+        rerank = np.concatenate([groups[g][1] for g in names])
+        unanswerable = np.concatenate([np.full(len(groups[g][1]), "own" not in g and "answerable" not in g)
+                                       for g in names])  # fmt: skip
+        near = np.concatenate([np.full(len(groups[g][1]), g == "planted near") for g in names])
+        for t in sorted({keep_all, keep98, -10.0, -8.0, -6.0, -4.0, -2.0, 0.0}):
+            for rule in ("cosine", "rerank", "either", "both"):
+                refused = gate(cos, rerank, min_cos, t, rule)
+                row = {"where": where, "rule": rule, "min_relevance": min_cos, "min_rerank": t}
+                row |= precision_recall(refused, unanswerable)
+                if where == "planted":
+                    row["near_refused"] = round(float(refused[near].mean()), 4)
+                out["gate"].setdefault(where, []).append(row)
+                print(json.dumps(row))
+    out["heldout check"] = heldout_check(embedder)
+    return out
+
+
+def heldout_check(embedder: Embedder) -> list[dict]:
+    """The gate at the defaults on the heldout set, which no threshold was chosen on."""
+    index = SQLiteIndex(OUT / "heldout.db", cache_dir=OUT / "cache-heldout")
+    Ingestor(index, embedder).sync([HELDOUT / "corpus"])
+    questions = [json.loads(line) for line in (HELDOUT / "questions.jsonl").read_text().splitlines() if line.strip()]
+    cos, rerank = gate_signals(Retriever(index, embedder, SearchSettings(reranker=RERANKER)),
+                               [q["question"] for q in questions])  # fmt: skip
+    index.close()
+    unanswerable = np.array([not q["answerable"] for q in questions])
+    kinds = np.array([q["kind"] for q in questions])
+    rows = []
+    for rule in ("cosine", "rerank", "either", "both"):
+        refused = gate(cos, rerank, RagSettings().min_relevance, RagSettings().min_rerank, rule)
+        row = {"rule": rule, "min_relevance": RagSettings().min_relevance, "min_rerank": RagSettings().min_rerank}
+        row |= precision_recall(refused, unanswerable)
+        row |= {f"{k}_refused": round(float(refused[kinds == k].mean()), 4) for k in ("near_miss", "off_domain")}
+        rows.append(row)
+        print("heldout", json.dumps(row))
+    return rows
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sample", type=int, default=40, help="own and foreign questions of each shared set (rerank)")
+    args = ap.parse_args()
     embedder = Embedder()
     sets = {name: load_beir(DATA / name) for name in ("emanual-tv", "scifact")}
-    retrievers = {}
+    retrievers, indexes = {}, {}
     for name, data in sets.items():
         OUT.mkdir(parents=True, exist_ok=True)
-        index = SQLiteIndex(OUT / f"{name}.db", cache_dir=OUT / f"cache-{name}")
+        folder = OUT / f"rerank-{name}"  # the index benchmarks/rerank_llm.py and rerank.py build (same settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        index = indexes[name] = SQLiteIndex(folder / "index.db", cache_dir=folder / "cache")
         Ingestor(index, embedder).sync([data.corpus])
-        retrievers[name] = Retriever(index, embedder)
+        retrievers[name] = Retriever(index, embedder, SearchSettings(reranker=""))  # the cosine over fusion
     pos, neg = [], []
     for name, other in (("emanual-tv", "scifact"), ("scifact", "emanual-tv")):
         pos.append(relevance(retrievers[name], list(sets[name].queries.values())))
@@ -62,18 +205,20 @@ def main() -> None:
     default = RagSettings().min_relevance
     rules = [("best balanced accuracy", best), ("keeps 99% of answerable", keep99), ("expertkit default", default)]
     rules += [("sweep", t) for t in (0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.32)]
+    results: dict = {"min_relevance": []}
     for rule, t in rules:
         kept, refused = float((p >= t).mean()), float((n < t).mean())
-        print(
-            json.dumps(
-                {
-                    "rule": rule,
-                    "threshold": round(float(t), 2),
-                    "answerable_kept": round(kept, 4),
-                    "unanswerable_refused": round(refused, 4),
-                }
-            )
-        )
+        row = {
+            "rule": rule,
+            "threshold": round(float(t), 2),
+            "answerable_kept": round(kept, 4),
+            "unanswerable_refused": round(refused, 4),
+        }
+        results["min_relevance"].append(row)
+        print(json.dumps(row))
+    results["min_rerank"] = calibrate_rerank(embedder, sets, indexes, args.sample)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def beir_set(name: str, embedder: Embedder, context: bool, per_query: dict | Non
     data = load_beir(DATA / name)
     with tempfile.TemporaryDirectory() as tmp:
         index, seconds, chunks = _index(Path(tmp), embedder, data.corpus, context)
-        retriever = Retriever(index, embedder, SearchSettings())
+        retriever = Retriever(index, embedder, SearchSettings(reranker=""))  # fusion alone
         out = {"ingest_s": round(seconds, 1), "chunks": chunks, "queries": len(data.queries)}
         for mode in MODES:
             s = evaluate_retrieval(retriever, data, mode)
@@ -69,7 +69,7 @@ def pdf_set(embedder: Embedder, context: bool) -> dict:
         corpus = Path(tmp) / "pdfs"
         questions = build(corpus)
         index, seconds, chunks = _index(Path(tmp), embedder, corpus, context)
-        retriever = Retriever(index, embedder, SearchSettings())
+        retriever = Retriever(index, embedder, SearchSettings(reranker=""))
         vectors = embedder.encode([q.text for q in questions])
         out = {"ingest_s": round(seconds, 1), "chunks": chunks, "queries": len(questions)}
         for mode in MODES:

@@ -65,7 +65,7 @@ def quality(beir: Path, dsn: str, embedder: Embedder) -> list[dict]:
     for mode in ("bm25", "dense", "hybrid"):
         row = {"set": beir.name, "mode": mode}
         for name, index in (("sqlite", lite), ("postgres", pg)):
-            scores = evaluate_retrieval(Retriever(index, embedder, SearchSettings()), data, mode)
+            scores = evaluate_retrieval(Retriever(index, embedder, SearchSettings(reranker="")), data, mode)
             row[name] = round(scores.ndcg10, 4)
         row["difference"] = round(row["postgres"] - row["sqlite"], 4)
         print(json.dumps(row))
@@ -97,8 +97,8 @@ def latency(size: int, dsn: str, embedder: Embedder, queries: int) -> list[dict]
     rng = np.random.default_rng(7)
     texts = [" ".join(f"w{w}" for w in rng.integers(20, 3000, 4)) for _ in range(queries)]
     backends = {
-        "sqlite": Retriever(lite, embedder, SearchSettings()),
-        "postgres": Retriever(pg, embedder, SearchSettings()),
+        "sqlite": Retriever(lite, embedder, SearchSettings(reranker="")),  # fusion: the backends, not the reranker
+        "postgres": Retriever(pg, embedder, SearchSettings(reranker="")),
     }
     for r in backends.values():  # load caches (SQLite's matrix) and warm Postgres's buffers
         for q in texts[:5]:

@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from expertkit.config import SearchSettings
-from expertkit.evaluate.beir import load_beir
+from expertkit.evaluate.beir import BeirSet, load_beir
 from expertkit.evaluate.metrics import ndcg_at_k
 from expertkit.index.sqlite import SQLiteIndex
 from expertkit.ingest.sync import Ingestor
@@ -36,6 +36,7 @@ from expertkit.models.embedder import Embedder
 from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, free_port
 from expertkit.models.registry import resolve
 from expertkit.retrieve import LLMReranker, Retriever
+from expertkit.schema import SearchHit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -44,6 +45,29 @@ OUT = ROOT / "benchmarks" / "out"
 
 def documents(hits) -> list[str]:
     return list(dict.fromkeys(h.chunk.record_id or h.chunk.source for h in hits))
+
+
+def fused_candidates(
+    set_name: str, queries: int, embedder: Embedder, depth: int = 50
+) -> tuple[BeirSet, list[str], dict[str, list[SearchHit]], Retriever]:
+    """A fixed sample of ``queries`` questions of a shared set (seed 7), each with its top ``depth`` passages by
+    hybrid fusion alone, and the fusion-only retriever (its index is built once, under benchmarks/out/)."""
+    data = load_beir(DATA / set_name)
+    folder = OUT / f"rerank-{set_name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    index = SQLiteIndex(folder / "index.db", cache_dir=folder / "cache")
+    Ingestor(index, embedder).sync([data.corpus])  # incremental: a second run reads nothing
+    retriever = Retriever(index, embedder, SearchSettings(candidates=100, reranker=""))
+    qids = sorted(data.queries)
+    random.Random(7).shuffle(qids)
+    qids = qids[:queries]
+    return data, qids, {q: retriever.search(data.queries[q], k=depth) for q in qids}, retriever
+
+
+def reranked(hits: list[SearchHit], scores: list[float], top: int) -> list[SearchHit]:
+    """The first ``top`` hits ordered by ``scores`` (one per hit, at least ``top``), the rest in fusion order."""
+    head = sorted(zip(scores[:top], hits[:top], strict=True), key=lambda p: -p[0])
+    return [h for _, h in head] + hits[top:]
 
 
 def main() -> None:
@@ -62,16 +86,7 @@ def main() -> None:
             servers[name] = LlamaServer(resolve(name, "generator"), name, ctx_size=2048, parallel=2, port=free_port())
             servers[name].start()
         for set_name in args.sets:
-            data = load_beir(DATA / set_name)
-            folder = OUT / f"rerank-{set_name}"
-            folder.mkdir(parents=True, exist_ok=True)
-            index = SQLiteIndex(folder / "index.db", cache_dir=folder / "cache")
-            Ingestor(index, embedder).sync([data.corpus])  # incremental: a second run reads nothing
-            retriever = Retriever(index, embedder, SearchSettings(candidates=100))
-            qids = sorted(data.queries)
-            random.Random(7).shuffle(qids)
-            qids = qids[: args.queries]
-            fused = {q: retriever.search(data.queries[q], k=50) for q in qids}
+            data, qids, fused, retriever = fused_candidates(set_name, args.queries, embedder)
             base = [ndcg_at_k(documents(fused[q]), data.qrels[q], 10) for q in qids]
             row = {"fusion": {"ndcg@10": round(statistics.mean(base), 4)}}
             for name, server in servers.items():
@@ -81,12 +96,11 @@ def main() -> None:
                     task = bar.add_task(f"{set_name}: {name}", total=len(qids))
                     for q in qids:
                         hits = fused[q]
-                        head, tail = hits[: args.top], hits[args.top :]
                         t = time.perf_counter()
-                        judged = reranker.score(data.queries[q], [h.chunk.embed_text() for h in head])
+                        judged = reranker.score(data.queries[q], [h.chunk.embed_text() for h in hits[: args.top]])
                         times.append(time.perf_counter() - t)
-                        order = [h for _, h in sorted(zip(judged, head, strict=True), key=lambda p: -p[0])]
-                        scores.append(ndcg_at_k(documents(order + tail), data.qrels[q], 10))
+                        order = reranked(hits, judged, args.top)
+                        scores.append(ndcg_at_k(documents(order), data.qrels[q], 10))
                         bar.advance(task)
                 row[name] = {
                     "ndcg@10": round(statistics.mean(scores), 4),
@@ -95,7 +109,7 @@ def main() -> None:
                     "ms_per_passage": round(1e3 * statistics.median(times) / args.top),
                 }
             results["sets"][set_name] = row
-            index.close()
+            retriever.index.close()
     finally:
         for server in servers.values():
             server.stop()

@@ -149,7 +149,7 @@ def main() -> None:
         index.prepare_search()
         prepare_s = time.perf_counter() - t
         exact = SQLiteIndex(db, cache_dir=cache, ann_threshold=10**12)
-        retriever = Retriever(index, embedder, SearchSettings())
+        retriever = Retriever(index, embedder, SearchSettings(reranker=""))  # search alone (the reranker: rerank.py)
         retriever.search("w10 w200", k=10)
         queries = [" ".join(f"w{w}" for w in rng.integers(20, 3000, 4)) for _ in range(args.queries)]
         row: dict = {"chunks": size, "write_s": write_s, "prepare_search_s": round(prepare_s, 1)}

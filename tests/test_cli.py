@@ -55,6 +55,9 @@ def test_search_json_schema(sample_ws):
     top = data["results"][0]
     assert top["source"].endswith("nv400-service-manual.pdf") and top["page"] == 3 and top["tags"] == ["norvale"]
     assert top["record_id"] is None
+    # the shipped cross-encoder reranks by default: its score is the hit's, next to BM25's and the cosine
+    assert data["rerank"] == "ms-marco-minilm-l12-int8" and data["timings"]["rerank_ms"] > 0
+    assert top["score"] == top["scores"]["rerank"] and {"bm25", "dense"} <= set(top["scores"])
     csv_hit = json.loads(
         runner.invoke(
             app, ["search", "NP-4472", "-w", str(sample_ws), "--json", "--type", "csv", "--mode", "bm25"]

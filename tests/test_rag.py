@@ -14,7 +14,10 @@ def rag(sample_index, embedder, generator):
 
 @pytest.fixture(scope="module")
 def passages(sample_index, embedder):
-    return Retriever(sample_index, embedder).search("impeller nut torque", k=3)
+    from expertkit.config import SearchSettings
+
+    # fixed passages for the verification tests: fusion's order, whatever the reranker does
+    return Retriever(sample_index, embedder, SearchSettings(reranker="")).search("impeller nut torque", k=3)
 
 
 def test_prompt_numbers_passages_with_their_sources(passages, generator):
@@ -222,3 +225,44 @@ def test_no_quote_for_a_question_about_something_the_passages_do_not_name(rag, p
     """The quote fallback never answers about an M20 bolt with an M16 sentence: that is 'not found'."""
     answer = rag.verify("What torque do the M20 casing bolts take?", "[1]", passages)
     assert not answer.found and answer.answer == NOT_FOUND
+
+
+class _Asked(Exception):
+    """Raised by a generator when asked: the question got past the not-found gate."""
+
+
+class _RaisesWhenAsked:
+    name, context_window = "raises-when-asked", 4096
+
+    def count_tokens(self, messages):
+        return 10
+
+    def generate(self, *a, **k):
+        raise _Asked
+
+
+def test_the_cross_encoder_gate_refuses_what_no_passage_is_about(sample_index, embedder):
+    """The cosine gate off: the shipped cross-encoder's best score alone says the documents are not about
+    the question, and the model is not asked; a question they answer scores far above rag.min_rerank."""
+    from expertkit.config import RagSettings, SearchSettings
+
+    retriever = Retriever(sample_index, embedder, SearchSettings(reranker="ms-marco-minilm-l12-int8"))
+    rag = RAG(retriever, _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=RagSettings().min_rerank)
+    answer = rag.ask("Who won the football world cup in 2018?")
+    assert not answer.found and answer.answer == NOT_FOUND and answer.retrieved == []
+    assert answer.rerank == "ms-marco-minilm-l12-int8" == answer.to_json()["rerank"]
+    hits = retriever.search("What torque for the impeller nut?", k=3)
+    assert rag.rerank_relevance(hits) > rag.min_rerank + 5 and hits[0].scores["rerank"] == rag.rerank_relevance(hits)
+    with pytest.raises(_Asked):
+        rag.ask("What torque for the impeller nut?")
+
+
+def test_a_greek_question_skips_the_cross_encoder_gate_and_says_so(sample_index, embedder):
+    from expertkit.config import SearchSettings
+
+    retriever = Retriever(sample_index, embedder, SearchSettings(reranker="ms-marco-minilm-l12-int8"))
+    rag = RAG(retriever, _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=100.0)  # would refuse everything
+    with pytest.raises(_Asked):  # the cosine gate alone, as without a reranker
+        rag.ask("Πόσους μήνες διαρκεί η εγγύηση της αντλίας NV-400;")
+    refused = RAG(retriever, _RaisesWhenAsked(), min_relevance=1.0).ask("Πόσους μήνες διαρκεί η εγγύηση;")
+    assert not refused.found and refused.to_json()["rerank"] == "skipped: language"

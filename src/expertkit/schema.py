@@ -103,6 +103,7 @@ class SearchHit:
         return {
             "chunk_id": c.chunk_id,
             "score": round(self.score, 6),
+            "scores": {name: round(v, 6) for name, v in self.scores.items()},  # bm25, dense, rerank
             "text": c.text,
             "source": c.source,
             "page": c.page,

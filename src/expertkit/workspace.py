@@ -118,6 +118,7 @@ class Workspace:
             r.support_threshold,
             g.max_new_tokens,
             g.temperature,
+            r.min_rerank,
         )
 
     def key_store(self):  # -> KeyStore

@@ -35,6 +35,8 @@ def test_emanual_retrieval_quality(emanual_ws, mode, floor, browser):
             "--json",
             "--report",
             str(report),
+            "--set",
+            "search.reranker=",  # the retrievers and their fusion; the reranker: benchmarks/rerank.py
         ],
     )
     assert result.exit_code == 0, result.output
@@ -80,6 +82,7 @@ def test_scifact_hybrid_beats_bm25_and_dense_alone(tmp_path):
     scores = {}
     for mode in ("bm25", "dense", "hybrid"):
         args = ["eval", "retrieval", "--beir", str(root), "--mode", mode, "-w", str(tmp_path / "ws"), "--json"]
+        args += ["--set", "search.reranker="]  # fusion against each retriever alone, without the reranker
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         scores[mode] = json.loads(result.output.strip().splitlines()[-1])

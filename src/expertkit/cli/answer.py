@@ -60,9 +60,11 @@ def models(json_: JsonOpt = False) -> None:
     if json_:
         print(json.dumps({"models": rows}, indent=2))
         return
-    from expertkit.config import EmbedSettings, GenerateSettings
+    from expertkit.config import EmbedSettings, GenerateSettings, SearchSettings
+    from expertkit.retrieve import SHIPPED_RERANKER
 
-    defaults = {EmbedSettings().model, GenerateSettings().model}
+    reranker = SearchSettings().reranker
+    defaults = {EmbedSettings().model, GenerateSettings().model, SHIPPED_RERANKER if reranker == "auto" else reranker}
     table = Table("name", "kind", "installed", "size", "notes")
     for r in rows:
         notes = r["description"]

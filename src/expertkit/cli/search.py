@@ -75,6 +75,7 @@ def search(
                     "mode": ws.settings.search.mode,
                     "results": [h.to_json() for h in hits],
                     "timings": {k: round(v, 2) for k, v in retriever.last_timings.items()},
+                    "rerank": retriever.last_rerank or None,
                 },
                 indent=2,
             )
@@ -96,4 +97,7 @@ def search(
         )
         table.add_row(str(rank), f"{hit.score:.4f}", escape(where), snippet(c.text, terms))
     console.print(table)
-    console.print(f"[dim]{ws.settings.search.mode} · {retriever.last_timings['total_ms']:.0f} ms[/dim]")
+    t = retriever.last_timings
+    rerank = f" · {retriever.last_rerank}" if retriever.last_rerank else ""
+    rerank += f" {t['rerank_ms']:.0f} ms" if "rerank_ms" in t else ""
+    console.print(f"[dim]{ws.settings.search.mode} · {t['total_ms']:.0f} ms{escape(rerank)}[/dim]")

