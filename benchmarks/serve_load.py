@@ -13,8 +13,16 @@ Reported: answers, deliberate 429s, errors, p50/p95 latency of answers (load and
 ratio: a ratio holds on a noisy shared machine, an absolute time does not), answers per minute, found
 share, and the server's settings. Streamed and non-streamed requests alternate.
 
+With --fairness, two keys instead: a greedy one whose --clients clients ask without pause, and a quiet
+one whose single client asks one question after another, on two servers side by side in one run: with
+serve.per_key at its default (each key holds at most half of slots + queue; free slots go to the keys in
+turn) and with per_key = slots + queue (one shared first-come queue, as before per-key admission).
+Reported for each: the quiet key's answers, 429s and p50/p95 latency, and the greedy key's.
+
 Run: .venv/bin/python benchmarks/serve_load.py [--clients 50] [--minutes 5] [--model NAME] [--parallel 2]
      [--queue 16] [--json benchmarks/results/serve_load.json]
+     .venv/bin/python benchmarks/serve_load.py --fairness --clients 30 --minutes 2 --model smollm2-135m-instruct
+     --json benchmarks/results/serve_fairness.json
 """
 
 from __future__ import annotations
@@ -124,17 +132,23 @@ async def load(url: str, key: str, clients: int, seconds: float, max_requests: i
     }
 
 
-def start_server(args, ws: Path) -> tuple[subprocess.Popen, str, str]:
+def start_server(
+    args, ws: Path, names: tuple[str, ...] = ("load",), sets: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str, dict[str, str]]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
     cli = [sys.executable, "-m", "expertkit.cli"]
     subprocess.run([*cli, "init", str(ws)], check=True, env=env, capture_output=True)
     subprocess.run([*cli, "ingest", str(ROOT / "examples" / "corpus"), "-w", str(ws)], check=True, env=env)
-    key = subprocess.run(
-        [*cli, "keys", "add", "load", "-g", "everyone", "-w", str(ws)], check=True, env=env, capture_output=True,
-        text=True,
-    ).stdout.strip()  # fmt: skip
+    keys = {
+        name: subprocess.run(
+            [*cli, "keys", "add", name, "-g", "everyone", "-w", str(ws)], check=True, env=env, capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for name in names
+    }  # fmt: skip
+    key = next(iter(keys.values()))
     port = free_port()
-    sets = [f"generate.parallel={args.parallel}", f"serve.queue={args.queue}"]
+    sets = [f"generate.parallel={args.parallel}", f"serve.queue={args.queue}", *sets]
     if args.model:
         sets.append(f"generate.model={args.model}")
     log = open(ws / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
@@ -149,7 +163,7 @@ def start_server(args, ws: Path) -> tuple[subprocess.Popen, str, str]:
             raise SystemExit(f"expertkit serve exited: {(ws / 'serve.log').read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=2).status_code == 200:
-                return server, url, key
+                return server, url, keys
         except httpx.HTTPError:
             pass
         time.sleep(1)
@@ -166,10 +180,14 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="llama-server slots (generate.parallel)")
     parser.add_argument("--queue", type=int, default=16, help="serve.queue: waiting requests before 429")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--fairness", action="store_true", help="a greedy key beside a quiet one, per_key on/off")
     args = parser.parse_args()
+    if args.fairness:
+        return fairness(args)
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
-        server, url, key = start_server(args, Path(tmp) / "ws")
+        server, url, keys = start_server(args, Path(tmp) / "ws")
+        key = keys["load"]
         try:
             model = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}).json()["data"]
             print(f"server up: {url}, models {[m['id'] for m in model]}", flush=True)
@@ -199,6 +217,41 @@ def main() -> None:
         f"({loaded['answers_per_min']}/min), {loaded['deliberate_429']} deliberate 429s, {loaded['errors']} errors; "
         f"p50 {loaded['p50_s']} s, p95 {loaded['p95_s']} s (alone: p50 {baseline['p50_s']} s)"
     )
+
+
+async def side_by_side(args, url: str, keys: dict[str, str]) -> list[dict]:
+    seconds = args.minutes * 60
+    return await asyncio.gather(
+        load(url, keys["greedy"], args.clients, seconds, args.max_requests),
+        load(url, keys["quiet"], 1, seconds, args.max_requests),
+    )
+
+
+def fairness(args) -> None:
+    """The greedy key's burst beside the quiet key's one-at-a-time questions, per_key on and off."""
+    shared = args.parallel + args.queue  # per_key this high: any key may take every place
+    runs: dict[str, dict] = {}
+    for label, per_key in (("per_key default (round robin)", 0), ("one shared queue", shared)):
+        with tempfile.TemporaryDirectory(prefix="serve-fair-") as tmp:
+            server, url, keys = start_server(args, Path(tmp) / "ws", ("greedy", "quiet"), (f"serve.per_key={per_key}",))
+            try:
+                greedy, quiet = asyncio.run(side_by_side(args, url, keys))
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+        runs[label] = {"per_key": per_key, "quiet": quiet, "greedy": greedy}
+        print(f"{label}: quiet {json.dumps(quiet)}\n  greedy {json.dumps(greedy)}", flush=True)
+    result = {"model": args.model or "default (generate.model)", "greedy_clients": args.clients,
+              "minutes": args.minutes, "parallel": args.parallel, "queue": args.queue, "runs": runs}  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n| | quiet key: answers | quiet 429s | quiet p50 | quiet p95 | greedy answers | greedy 429s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, r in runs.items():
+        q, g = r["quiet"], r["greedy"]
+        print(f"| {label} | {q['answers']} | {q['deliberate_429']} | {q['p50_s']} s | {q['p95_s']} s | "
+              f"{g['answers']} | {g['deliberate_429']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
