@@ -421,7 +421,8 @@ def create_app(
         return _error(exc.status_code, message, "invalid_request_error", headers=getattr(exc, "headers", None))
 
     app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
-    app.add_middleware(SecurityHeaders, page_policy=_page_policy(_chat_page()))
+    chat_page = _chat_page()  # read once: the page served is the one its policy's hashes allow
+    app.add_middleware(SecurityHeaders, page_policy=_page_policy(chat_page))
 
     def authenticate(request: Request) -> Caller:
         try:
@@ -480,7 +481,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     @app.get("/chat", response_class=HTMLResponse)
     def page() -> HTMLResponse:
-        return HTMLResponse(_chat_page())
+        return HTMLResponse(chat_page)
 
     @app.get("/v1/models")
     def list_models(request: Request) -> dict[str, Any]:
