@@ -540,6 +540,7 @@ def test_waiting_keys_take_free_slots_in_turn():
     """Round robin, not first come first served: a key that arrives after another key's burst waits behind
     one of its requests, not all of them; a waiter that leaves gives its turn up."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from expertkit.serve.app import Admission
 
@@ -564,7 +565,10 @@ def test_waiting_keys_take_free_slots_in_turn():
         assert admission.running == 1 and admission.waiting == {}
         return order
 
-    assert asyncio.run(scenario()) == ["a1", "b1", "c1", "a2", "a3"]
+    # a thread of its own: the session's browser fixture (Playwright's sync API) keeps an event loop running in
+    # this one, where asyncio.run refuses to start
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result() == ["a1", "b1", "c1", "a2", "a3"]
 
 
 def test_one_key_is_refused_past_its_share_while_others_get_in():

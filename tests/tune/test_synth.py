@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from expertkit.config import SearchSettings
 from expertkit.errors import DataError
 from expertkit.rag import NOT_FOUND, SYSTEM_PROMPT, build_messages
 from expertkit.retrieve import Retriever
@@ -140,7 +141,7 @@ def test_raft_rows_name_every_document_whose_text_is_in_the_prompt(sample_index,
     from expertkit.tune.adapters import staleness
 
     out = tmp_path / "raft.jsonl"
-    retriever = Retriever(sample_index, embedder)
+    retriever = Retriever(sample_index, embedder, SearchSettings(reranker=""))  # as `tune synth-raft` builds it
     synth_raft(sample_index, retriever, out, distractors=3, p_oracle=0.5, holdout=0.0, seed=5, max_facts=1)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     hashes = {s.path: s.content_hash for s in sample_index.sources()}
