@@ -117,6 +117,9 @@ def run_set(rag: RAG, questions: list[dict], kind: str) -> dict:
             "seconds": seconds,
             "first_token_s": a.timings.get("first_token_ms", 0) / 1e3 if "first_token_ms" in a.timings else None,
             "answer": a.answer,
+            "reason": a.reason or None,  # why not found: no_relevant_passage | missing_term | not_stated
+            "explanation": a.explanation or None,
+            "terms_ms": a.timings.get("terms_ms"),  # the key-term check, where the question has key terms
         }
         if kind in KEYED_SETS:
             row["kind"] = q["kind"]
@@ -159,6 +162,15 @@ def summarise(rows: list[dict], kind: str) -> dict:
         "seconds_median": statistics.median(r["seconds"] for r in rows),
         "first_token_median_s": statistics.median(ttft) if ttft else None,
     }
+    checked = [r["terms_ms"] for r in rows if r.get("terms_ms") is not None]
+    if checked:  # what the key-term check added, on the questions that have key terms
+        out["terms_ms_median"], out["terms_ms_max"] = statistics.median(checked), max(checked)
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r.get("reason"):
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    if reasons:
+        out["not_found_reasons"] = dict(sorted(reasons.items()))
     if kind in KEYED_SETS:
         near = [r for r in unanswerable if r["kind"] == "near_miss"]
         far = [r for r in unanswerable if r["kind"] != "near_miss"]

@@ -222,6 +222,11 @@ def test_ask_not_found_and_no_rag(sample_ws):
     assert (
         not data["found"] and data["answer"] == "Not found in the documents." and "generate_ms" not in data["timings"]
     )
+    assert data["reason"] == "no_relevant_passage"
+    # a pump the documents almost name: the reason, and what they cover instead, printed under the answer
+    result = run("ask", "How long is the warranty for NV-900 pumps?", "-w", str(sample_ws))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Not found in the documents.\nno passage mentions NV-900; the documents cover NV-4")
     result = run("ask", "What is the capital of France?", "-w", str(sample_ws), "--no-rag")
     assert result.returncode == 0 and "bare model" in result.stdout
 
@@ -345,6 +350,8 @@ def test_ctrl_c_during_generation_leaves_the_workspace_intact(sample_ws):
             "generate.max_new_tokens=2000",
             "--set",
             "rag.min_relevance=-1",
+            "--set",
+            "rag.min_rerank=-1e9",  # both gates open: the question goes to the model, which streams
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,5 +1,7 @@
 """RAG with the real shipped model: prompt, window fitting, citation verification, not-found, errors."""
 
+import math
+
 import pytest
 
 from expertkit.errors import QuestionError
@@ -57,6 +59,7 @@ def test_not_found_without_calling_the_model(sample_index, embedder):
     rag = RAG(Retriever(sample_index, embedder), Refuses(), min_relevance=0.3)
     answer = rag.ask("Who won the football world cup in 2018?")
     assert not answer.found and answer.answer == NOT_FOUND and answer.retrieved == []
+    assert answer.reason == "no_relevant_passage" and answer.explanation.startswith("no passage is close enough")
 
 
 def test_passages_are_fitted_to_the_window_best_first(sample_index, embedder, generator):
@@ -237,8 +240,8 @@ class _RaisesWhenAsked:
     def count_tokens(self, messages):
         return 10
 
-    def generate(self, *a, **k):
-        raise _Asked
+    def generate(self, messages, *a, **k):
+        raise _Asked(messages)
 
 
 def test_the_cross_encoder_gate_refuses_what_no_passage_is_about(sample_index, embedder):
@@ -266,3 +269,44 @@ def test_a_greek_question_skips_the_cross_encoder_gate_and_says_so(sample_index,
         rag.ask("Πόσους μήνες διαρκεί η εγγύηση της αντλίας NV-400;")
     refused = RAG(retriever, _RaisesWhenAsked(), min_relevance=1.0).ask("Πόσους μήνες διαρκεί η εγγύηση;")
     assert not refused.found and refused.to_json()["rerank"] == "skipped: language"
+
+
+def test_the_model_reads_only_passages_that_name_the_code_asked_about(sample_index, embedder):
+    """NP-4471's price, not its neighbour NP-4472's: the passages given to the model all name NP-4471."""
+    rag = RAG(Retriever(sample_index, embedder), _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=-math.inf)
+    with pytest.raises(_Asked) as asked:
+        rag.ask("How much does the seal kit NP-4471 cost?")
+    prompt = asked.value.args[0][-1]["content"]
+    passages = prompt.split("\n\nQuestion:")[0].split("\n\n[")[1:]
+    assert passages and all("NP-4471" in p for p in passages), passages  # a procedure naming both kits may stay
+    assert "part_number: NP-4471;" in prompt and "part_number: NP-4472;" not in prompt  # the neighbour's row: out
+
+
+def test_a_code_the_documents_do_not_name_is_not_found_with_what_they_cover(sample_index, embedder):
+    rag = RAG(Retriever(sample_index, embedder), _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=-math.inf)
+    answer = rag.ask("How much does the seal kit NP-4479 cost?")  # the model is not asked
+    assert not answer.found and answer.answer == NOT_FOUND and answer.reason == "missing_term"
+    assert answer.explanation.startswith("no passage mentions NP-4479; the documents cover NP-447"), answer.explanation
+    assert answer.to_json()["reason"] == "missing_term" and answer.to_json()["explanation"] == answer.explanation
+    shaft = rag.ask("Which mechanical seal kit fits a 55 mm shaft?")  # a quantity: 35 mm and 45 mm kits exist
+    assert shaft.reason == "missing_term" and shaft.explanation.startswith("no passage mentions 55 mm"), shaft
+    assert "45 mm" in shaft.explanation
+    # rag.key_terms = false: the question reaches the model as before
+    with pytest.raises(_Asked):
+        RAG(rag.retriever, _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=-math.inf, key_terms=False).ask(
+            "How much does the seal kit NP-4479 cost?"
+        )
+
+
+def test_a_model_that_finds_no_answer_in_the_passages_says_where_it_looked(sample_index, embedder):
+    from expertkit.models.generator import Generation
+
+    class Declines(_RaisesWhenAsked):
+        def generate(self, messages, *a, **k):
+            return Generation(NOT_FOUND, 100, 6, 0.1)
+
+    rag = RAG(Retriever(sample_index, embedder), Declines(), min_relevance=-1.0, min_rerank=-math.inf)
+    answer = rag.ask("What colour is the casing paint of the pump?")
+    assert not answer.found and answer.reason == "not_stated" and answer.retrieved
+    assert answer.explanation.startswith("the passages closest to the question do not state it: ")
+    assert answer.retrieved[0].chunk.source.rsplit("/", 1)[-1] in answer.explanation

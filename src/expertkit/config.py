@@ -195,6 +195,11 @@ class RagSettings(Section):
     support_threshold: float = Field(
         0.55, ge=0.0, le=1.0, description="a sentence this close to a cited passage is supported"
     )
+    key_terms: bool = Field(
+        True,
+        description="answer only from passages that name the question's codes (HL-460, E19) and quantities "
+        "(24 V), and say 'not found' when the documents do not name them or a name it asks about (see README)",
+    )
 
 
 class ServeSettings(Section):

@@ -24,6 +24,7 @@ from expertkit.models.embedder import Embedder
 from expertkit.models.generator import Generator, Messages
 from expertkit.retrieve import Retriever
 from expertkit.schema import SearchHit
+from expertkit.terms import Term, key_terms, meets, nearest, unmet
 
 NOT_FOUND = "Not found in the documents."
 
@@ -141,6 +142,11 @@ class Answer:
     # what retrieval did about reranking (Retriever.rerank_state): the reranker's name, "skipped: language" (a
     # question the English cross-encoder does not read: fusion order and the cosine gate alone), "off: <why>"
     rerank: str = ""
+    # why the answer is "not found": "no_relevant_passage" (the gates: nothing close enough to the question),
+    # "missing_term" (no passage names a code, quantity or name the question asks about), "not_stated" (the
+    # passages were given to the model, which found no answer in them); "" when found
+    reason: str = ""
+    explanation: str = ""  # the same for people: what was missing, and what the documents cover instead
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,6 +173,8 @@ class Answer:
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
             "finish_reason": self.finish_reason,
             "rerank": self.rerank or None,
+            "reason": self.reason or None,
+            "explanation": self.explanation or None,
         }
 
 
@@ -232,12 +240,14 @@ class RAG:
         max_new_tokens: int = 160,
         temperature: float = 0.0,
         min_rerank: float = -9.0,
+        key_terms: bool = True,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.k = k
         self.min_relevance = min_relevance
         self.min_rerank = min_rerank
+        self.key_terms = key_terms
         self.support_threshold = support_threshold
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -299,18 +309,38 @@ class RAG:
                 model_answer=gen.text,
             )
         self.embedder.model  # noqa: B018 - load first, so retrieve_ms times retrieval alone
+        query = retrieval_query or question
+        k = k or self.k
+        terms = key_terms(query) if self.key_terms else []
         t0 = time.perf_counter()
-        hits = self.retriever.search(retrieval_query or question, k=k or self.k, filters=filters)
+        # with key terms, the reranker's whole head: the passages that name them may sit below the top k
+        wide = self.retriever.search(
+            query, k=max(k, self.retriever.settings.rerank_top) if terms else k, filters=filters
+        )
+        hits = wide[:k]
         timings["retrieve_ms"] = (time.perf_counter() - t0) * 1e3
-        rerank = self.retriever.rerank_state(retrieval_query or question)
-        if (
-            self.relevance(retrieval_query or question, hits) < self.min_relevance
-            or self.rerank_relevance(hits) < self.min_rerank
-        ):
-            # the model is not called, so no passage was given to it
+        rerank = self.retriever.rerank_state(query)
+
+        def declined(reason: str, explanation: str) -> Answer:  # the model is not called: no passage given to it
             return Answer(
-                question, NOT_FOUND, found=False, timings=timings, retrieval_query=retrieval_query, rerank=rerank
+                question,
+                NOT_FOUND,
+                found=False,
+                timings=timings,
+                retrieval_query=retrieval_query,
+                rerank=rerank,
+                reason=reason,
+                explanation=explanation,
             )
+
+        if self.relevance(query, hits) < self.min_relevance or self.rerank_relevance(hits) < self.min_rerank:
+            return declined("no_relevant_passage", _no_passage(hits))
+        if terms:
+            t1 = time.perf_counter()
+            hits, missing = self._bound(terms, wide, k, filters)
+            timings["terms_ms"] = (time.perf_counter() - t1) * 1e3
+            if missing:
+                return declined("missing_term", missing)
         passages = self.fit_passages(question, hits, history) if self.generator else hits
         if not passages:
             raise QuestionError(
@@ -323,7 +353,41 @@ class RAG:
         timings["verify_ms"] = (time.perf_counter() - t1) * 1e3
         answer.timings, answer.finish_reason = timings, gen.finish_reason
         answer.retrieval_query, answer.rerank = retrieval_query, rerank
+        if not answer.found:
+            answer.reason = "not_stated"
+            answer.explanation = "the passages closest to the question do not state it: " + _places(passages)
         return answer
+
+    def _bound(self, terms: list[Term], wide: list[SearchHit], k: int, filters: Filters | None):
+        """The passages an answer may come from: the best ``k`` that name every code and quantity the question
+        does (and no explanation); or none, and what is missing. Names (looser: spelled and capitalised many
+        ways) need only be somewhere in the documents the caller may read."""
+        hard = [t for t in terms if t.kind != "name"]
+        for name in (t for t in terms if t.kind == "name"):
+            if not any(meets(name, _full_text(h)) for h in wide) and not self._naming([name], filters):
+                return [], f"no passage mentions {name}"
+        if not hard:
+            return wide[:k], ""
+        bound = [h for h in wide if not unmet(hard, _full_text(h))] or self._naming(hard, filters)
+        if bound:
+            return bound[:k], ""
+        # nothing names them all: say which the documents lack, or that they never come together
+        seen = [_full_text(h) for h in wide]
+        absent = [t for t in hard if not any(meets(t, text) for text in seen) and not self._naming([t], filters)]
+        if absent:
+            near = [", ".join(n) for t in absent if (n := nearest(t, seen))]
+            listed = " or ".join(str(t) for t in absent)
+            return [], f"no passage mentions {listed}" + (f"; the documents cover {' and '.join(near)}" if near else "")
+        named = " together with ".join(str(t) for t in hard)
+        return [], f"no passage mentions {named}"
+
+    def _naming(self, terms: list[Term], filters: Filters | None, depth: int = 50) -> list[SearchHit]:
+        """Passages the caller may read that name every one of ``terms``, found by keyword search on them."""
+        ids = [cid for cid, _ in self.retriever.index.search_bm25(" ".join(str(t) for t in terms), depth, filters)]
+        chunks = self.retriever.index.get_chunks(ids)
+        order = {cid: i for i, cid in enumerate(ids)}
+        found = [c for c in chunks if not unmet(terms, _full_text(SearchHit(c, 0.0, {})))]
+        return [SearchHit(c, 0.0, {"bm25": 0.0}) for c in sorted(found, key=lambda c: order[c.chunk_id])]
 
     def relevance(self, query: str, hits: list[SearchHit]) -> float:
         """The best dense cosine between the query and the hits, whatever the search mode: BM25-only
@@ -475,6 +539,22 @@ class RAG:
             extractive=True,
             model_answer=raw,
         )
+
+
+def _full_text(hit: SearchHit) -> str:
+    """What a passage names: its text, headings and document line, and its file name and record."""
+    return f"{passage_header(0, hit)}\n{hit.chunk.embed_text()}"
+
+
+def _places(hits: list[SearchHit]) -> str:
+    places = dict.fromkeys(passage_header(0, h).removeprefix("[0] (").removesuffix(")") for h in hits)
+    return "; ".join(list(places)[:3])
+
+
+def _no_passage(hits: list[SearchHit]) -> str:
+    if not hits:
+        return "the documents you may read have no passage about it"
+    return f"no passage is close enough to the question; the nearest: {_places(hits[:1])}"
 
 
 def _tidy(sentence: str) -> str:

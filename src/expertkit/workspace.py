@@ -119,6 +119,7 @@ class Workspace:
             g.max_new_tokens,
             g.temperature,
             r.min_rerank,
+            r.key_terms,
         )
 
     def key_store(self):  # -> KeyStore

@@ -166,12 +166,24 @@ def test_a_key_reads_only_its_groups(served):
     assert "salaries" not in json.dumps(asked) and "231,400" not in json.dumps(asked)
 
 
-def test_an_unanswerable_question_is_not_found(served):
-    reply = client(served, served.keys["boss"]).chat.completions.create(
+def test_an_unanswerable_question_is_not_found_and_says_why(served):
+    boss = client(served, served.keys["boss"])
+    reply = boss.chat.completions.create(
         model="expertkit", messages=[{"role": "user", "content": "What colour is the chairman's yacht?"}]
     )
-    assert reply.choices[0].message.content == "Not found in the documents."
-    assert reply.model_extra["expertkit"]["found"] is False and reply.model_extra["citations"] == []
+    info = reply.model_extra["expertkit"]
+    assert info["found"] is False and reply.model_extra["citations"] == []
+    assert info["reason"] == "no_relevant_passage" and info["explanation"].startswith("no passage is close enough")
+    why = info["explanation"]
+    assert reply.choices[0].message.content == f"Not found in the documents. {why[0].upper()}{why[1:]}."
+    # a pump the documents almost name: what is missing, and what they cover instead
+    reply = boss.chat.completions.create(
+        model="expertkit", messages=[{"role": "user", "content": "Who makes the Kestrel KP-90 pump?"}]
+    )
+    info = reply.model_extra["expertkit"]
+    assert info["found"] is False and info["reason"] == "missing_term"
+    assert info["explanation"].startswith("no passage mentions KP-90; the documents cover KP-40"), info
+    assert "No passage mentions KP-90" in reply.choices[0].message.content
 
 
 def test_follow_ups_use_the_conversation(served):
@@ -654,6 +666,7 @@ def test_the_web_chat_signs_in_streams_and_shows_clickable_citations(served, bro
         missing = page.locator("[data-testid=answer]").nth(1)
         missing.locator(".notfound-label").wait_for(timeout=120_000)
         assert missing.locator(".notfound-label").inner_text() == "Not found in the documents"
+        assert missing.locator(".notfound-why").inner_text().startswith("No passage is close enough to the question")
         page.screenshot(path=str(os.environ.get("CHAT_SCREENSHOT") or tmp_path / "chat.png"), full_page=True)
         # the page works under its Content-Security-Policy: nothing of its own was refused
         assert not [m for m in console if "Content Security Policy" in m], console

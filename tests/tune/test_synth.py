@@ -110,7 +110,7 @@ def test_bad_fractions_are_refused(sample_index, tmp_path):
 
 def test_raft_examples_use_the_ask_prompt_and_cite_the_oracle(sample_index, embedder, tmp_path):
     out = tmp_path / "raft.jsonl"
-    retriever = Retriever(sample_index, embedder)
+    retriever = Retriever(sample_index, embedder, SearchSettings(reranker=""))  # as `tune synth-raft` builds it
     synth_raft(sample_index, retriever, out, distractors=2, p_oracle=0.75, holdout=0.0, seed=3)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     with_oracle = [r for r in rows if r["meta"]["oracle"]]

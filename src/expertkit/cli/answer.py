@@ -108,7 +108,8 @@ def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
     if not answer.rag:
         console.print("[dim]bare model, no retrieval (--no-rag): nothing to cite[/dim]")
     elif not answer.found:
-        console.print("[dim]no passage in the documents is relevant enough to answer from[/dim]")
+        why = answer.explanation or "no passage in the documents is relevant enough to answer from"
+        console.print(f"[dim]{escape(why)}[/dim]")
     elif not answer.citations:
         console.print("[yellow]unsupported: the answer cites no passage[/yellow]")
     for c in answer.citations:

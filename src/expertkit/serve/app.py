@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from expertkit.config import ServeSettings
 from expertkit.errors import ExpertkitError, GeneratorError
 from expertkit.models.generator import Generator, accepts
-from expertkit.rag import RAG, Answer, strip_citations
+from expertkit.rag import NOT_FOUND, RAG, Answer, is_not_found, strip_citations
 
 EXPERT_ID = "expertkit"
 log = logging.getLogger("expertkit.serve")
@@ -588,7 +588,7 @@ def create_app(
         def body(result) -> dict[str, Any]:
             out = {"id": cid, "object": "chat.completion", "created": created, "model": model.id}
             if isinstance(result, Answer):
-                text = result.answer + _sources_text(result, root)
+                text = _explained(result) + _sources_text(result, root)
                 out["choices"] = [_choice(text, result.finish_reason)]
                 out["usage"] = _usage(
                     result.timings.get("prompt_tokens", 0), result.timings.get("completion_tokens", 0)
@@ -767,6 +767,10 @@ def _expert_fields(answer: Answer, root: Path | None) -> dict[str, Any]:
         "expertkit": {
             "answer": answer.answer,
             "found": answer.found,
+            # why not found (rag.Answer.reason: no_relevant_passage | missing_term | not_stated) and, for people,
+            # what was missing and what the documents cover instead
+            "reason": answer.reason or None,
+            "explanation": answer.explanation or None,
             "extractive": answer.extractive,
             "groundedness": None if answer.groundedness is None else round(answer.groundedness, 3),
             "unsupported": answer.unsupported,
@@ -778,6 +782,15 @@ def _expert_fields(answer: Answer, root: Path | None) -> dict[str, Any]:
             ],
         },
     }
+
+
+def _explained(answer: Answer) -> str:
+    """The answer as a message: a "not found" says what was missing ("Not found in the documents. No passage
+    mentions HL-460; the documents cover HL-436, HL-424.")."""
+    why = answer.explanation
+    if answer.found or not why:
+        return answer.answer
+    return f"{answer.answer} {why[0].upper()}{why[1:]}."
 
 
 def _where(c: dict[str, Any]) -> str:
@@ -805,7 +818,11 @@ def _stream_tail(draft: str, answer: Answer, root: Path | None) -> str:
     claims (a quote from the passages replaced it, or "not found" was never generated), then the sources."""
     tail = ""
     if not draft.strip():
-        tail = answer.answer
+        tail = _explained(answer)
+    elif not answer.found and not is_not_found(draft):  # the draft claimed what the passages do not state
+        tail = f"\n\nChecked against the documents: {_explained(answer)}"
+    elif not answer.found and answer.explanation:  # the draft said "not found": what was missing follows
+        tail = "\n\n" + _explained(answer).removeprefix(NOT_FOUND).strip()
     elif strip_citations(draft).strip() != strip_citations(answer.answer).strip() and answer.found:
         tail = f"\n\nChecked against the documents: {answer.answer}"
     return tail + _sources_text(answer, root)
