@@ -82,6 +82,7 @@ def test_a_passage_meets_a_term_in_any_spelling(term, text):
         (Term("230 V", "quantity"), "400 V three-phase; 110–120 V"),
         (Term("250 km", "quantity"), "Local delivery (up to 40 km); regional (40 to 160 km)"),
         (Term("25 km", "quantity"), "long haul (over 160 km)"),
+        (Term("55 mm", "quantity"), "replace the ring if wear is above 7.1 mm"),  # a threshold, not a range
         (Term("Gold", "name"), "the Silver contract, golden crust"),
         (Term("June 2025", "month"), "July 2025: 4.5%; 2025-05-30: 4%"),
     ],

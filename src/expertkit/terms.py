@@ -64,7 +64,9 @@ _ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})(?:-\d{1,2})?\b")
 _DMY = re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](\d{4})\b")
 # one-sided bounds: "up to 40 km" holds 25 km, "over 160 km" holds 250 km
 _AT_MOST = r"up\s+to|under|below|less\s+than|within|max(?:imum|\.)?|not\s+more\s+than|no\s+more\s+than|≤|<=?"
-_AT_LEAST = r"over|above|more\s+than|at\s+least|min(?:imum|\.)?|beyond|exceeding|≥|>=?"
+# not "above" or "at least": those mostly state a threshold ("replace if wear is above 7.1 mm"), not which
+# values a line applies to
+_AT_LEAST = r"over|more\s+than|beyond|exceeding|≥|>=?"
 _BOUND = re.compile(
     rf"(?:({_AT_MOST})|({_AT_LEAST}))\s*({_VALUE})\s*-?\s*({_UNIT})(?![^\W\d_]|³)",
     re.IGNORECASE,
