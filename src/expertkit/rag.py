@@ -400,7 +400,7 @@ class RAG:
         texts = [h.chunk.embed_text() for h in hits if "dense" not in h.scores]
         texts += [h.chunk.embed_text(context=False) for h in hits if h.chunk.context]
         if texts:
-            vectors = self.embedder.encode([query, *texts])
+            vectors = self.embedder.encode([query, *texts], role=["query"] + ["passage"] * len(texts))
             known += [float(v) for v in vectors[1:] @ vectors[0]]
         return max(known)
 
@@ -595,7 +595,10 @@ class _Support:
         self.question = question
         self.sentences = [_body_sentences(h) for h in passages]
         self.flat = [(n, s) for n, sents in enumerate(self.sentences, start=1) for s in sents]
-        vectors = embedder.encode([question, *claims, *(s for _, s in self.flat)])
+        vectors = embedder.encode(
+            [question, *claims, *(s for _, s in self.flat)],
+            role=["query"] * (1 + len(claims)) + ["passage"] * len(self.flat),
+        )
         self.q_vec, self.c_vecs, self.p_vecs = vectors[0], vectors[1 : 1 + len(claims)], vectors[1 + len(claims) :]
         self.sims = self.c_vecs @ self.p_vecs.T if claims else np.zeros((0, len(self.flat)))
         self.passage_words = [_words(h.chunk.embed_text()) for h in passages]

@@ -262,7 +262,7 @@ class Retriever:
         t1 = time.perf_counter()
         if mode in ("dense", "hybrid"):
             if vector is None:
-                vector = self.embedder.encode([query])[0]
+                vector = self.embedder.encode([query], role="query")[0]
             lists["dense"] = self.index.search_dense(vector, depth, filters)
         t2 = time.perf_counter()
         if mode == "hybrid":

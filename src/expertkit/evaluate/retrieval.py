@@ -55,7 +55,9 @@ def evaluate_retrieval(
     retriever: Retriever, data: BeirSet, mode: str = "hybrid", on_query: Callable[[], None] | None = None
 ) -> RetrievalScores:
     ids = list(data.queries)
-    vectors = retriever.embedder.encode([data.queries[q] for q in ids]) if mode != "bm25" else [None] * len(ids)
+    vectors = (
+        retriever.embedder.encode([data.queries[q] for q in ids], role="query") if mode != "bm25" else [None] * len(ids)
+    )
     totals = {"n": 0.0, "r10": 0.0, "r100": 0.0, "m": 0.0}
     curve = dict.fromkeys(CURVE_K, 0.0)
     per_query = {}

