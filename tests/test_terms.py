@@ -51,6 +51,7 @@ def test_questions_without_key_terms_have_none(question):
         (Term("HL-460", "code"), "an hl 460"),
         (Term("NV-400", "code"), "(nv400-service-manual.pdf, page 3)"),
         (Term("E19", "code"), "Fault (E19): drain blocked"),
+        (Term("ΣΠ-90", "code"), "Ο συμπιεστής ΣΠ90 κοστίζει 1.250,00 ευρώ"),
         (Term("24 V", "quantity"), "a 24-volt motor"),
         (Term("24 V", "quantity"), "rated 24V DC"),
         (Term("230 V", "quantity"), "supply: 200–240 V single phase"),

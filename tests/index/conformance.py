@@ -94,6 +94,29 @@ class IndexConformance:
         assert index.search_bm25("", 5) == []
         assert isinstance(index.search_bm25('"quotes" AND (syntax) OR NEAR*', 5), list)  # no FTS syntax error
 
+    def test_greek_keyword_search_folds_accents_case_and_inflection(self, index):
+        """Issue 23: "αντλιες ψυξης τιμη" (plural, no accents) finds "Η αντλία νερού ψύξης ... κοστίζει", in a
+        document mixing Greek prose, Latin codes and English; English search is as before."""
+        index.bind_embedder("test-embedder", DIM)
+        texts = [
+            "Η αντλία νερού ψύξης ΑΨ-220 κοστίζει 412,50 ευρώ.",
+            "Ο θερμοστάτης ΘΣ-18 έχει εγγύηση 18 μηνών.",
+            "The seal kit NP-4472 costs 318.00 EUR.",
+        ]
+        for i, text in enumerate(texts):
+            index.write_source(*make_source(f"/d/el{i}.md", [text], seed=i))
+        for query, expected in [
+            ("αντλιες ψυξης", 0),
+            ("ΑΝΤΛΙΑ", 0),
+            ("Πόσους μήνες εγγύηση έχει ο θερμοστάτης;", 1),
+            ("θερμοστατες", 1),
+            ("αψ-220", 0),
+            ("seal kit price", 2),
+        ]:
+            hits = index.search_bm25(query, 10)
+            assert hits, query
+            assert index.get_chunks([hits[0][0]])[0].text == texts[expected], query
+
     def test_dense_is_exact_inner_product(self, index):
         index.bind_embedder("test-embedder", DIM)
         index.write_source(*make_source("/d/a.md", ["x", "y", "z"], seed=3))

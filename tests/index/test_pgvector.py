@@ -183,3 +183,21 @@ def test_redact_dsn_leaves_no_password_in_messages(dsn, shown):
     out = redact_dsn(dsn)
     assert out == shown
     assert not any(word in out for word in ("hunter2", "horse", "battery", "secret", "closed", "keypass", "ter2"))
+
+
+def test_an_index_from_before_greek_folding_is_refolded_when_opened(pg_dsn):
+    """Issue 23: chunks written before Greek words were folded get their tsvector again on open, once."""
+    from expertkit.index.pgvector import PostgresIndex
+
+    index = fresh(pg_dsn, "before_folding")
+    index.bind_embedder("t", DIM)
+    index.write_source(*make_source("/d/el.md", ["Η αντλία νερού ψύξης κοστίζει 412,50 ευρώ."]))
+    with index.conn.transaction():  # as an older expertkit wrote it: the text as it was, no 'keywords' mark
+        index.conn.execute("UPDATE before_folding.chunks SET tsv = to_tsvector('english', text)")
+        index.conn.execute("DELETE FROM before_folding.meta WHERE key = 'keywords'")
+    assert index.search_bm25("αντλιες", 10) == []
+    index.close()
+    again = PostgresIndex(pg_dsn, schema="before_folding")
+    [(cid, _)] = again.search_bm25("αντλιες", 10)
+    assert again.get_chunks([cid])[0].source == "/d/el.md" and again._meta("keywords") == "1"
+    again.drop()

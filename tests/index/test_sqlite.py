@@ -506,3 +506,26 @@ def test_an_ingest_brings_the_graph_up_to_date_before_any_query(tmp_path, embedd
     assert builds == []  # a new process loads the saved graph and catches up; it builds nothing
     reader.close()
     idx.close()
+
+
+def test_an_index_from_before_greek_folding_is_refolded_when_opened(tmp_path):
+    """Issue 23: an index written before Greek words were folded for keyword search finds them after the
+    upgrade, without a re-ingest; its English rows are untouched."""
+    idx = SQLiteIndex(tmp_path / "index.db")
+    idx.bind_embedder("t", DIM)
+    idx.write_source(*make_source("/d/el.md", ["Η αντλία νερού ψύξης κοστίζει 412,50 ευρώ."]))
+    idx.write_source(*make_source("/d/en.md", ["The seal kit costs 318 EUR."], seed=1))
+    with idx.db:  # as an older expertkit wrote it: the text as it was, no 'keywords' mark
+        for rowid, text in idx.db.execute("SELECT id, text FROM chunks").fetchall():
+            idx.db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (rowid,))
+            idx.db.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (rowid, text))
+        idx.db.execute("DELETE FROM meta WHERE key = 'keywords'")
+    assert idx.search_bm25("αντλιες", 10) == []  # the old index: the plural does not meet the singular
+    idx.close()
+    again = SQLiteIndex(tmp_path / "index.db")
+    assert again._meta("keywords") == "1"
+    [(cid, _)] = again.search_bm25("αντλιες", 10)
+    assert again.get_chunks([cid])[0].source == "/d/el.md"
+    bodies = dict(again.db.execute("SELECT rowid, body FROM chunks_fts"))
+    assert "The seal kit costs 318 EUR." in bodies.values()  # English rows as they were
+    again.close()

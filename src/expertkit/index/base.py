@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from expertkit.index.keywords import has_greek, is_greek_stop_word, keyword_text
 from expertkit.schema import Chunk
 
 
@@ -218,7 +219,8 @@ _STOPWORDS = frozenset(
 
 
 def keyword_terms(query: str) -> list[str]:
-    """The query's words for BM25, lower-cased, stop words dropped (unless nothing else is left)."""
+    """The query's words for BM25, lower-cased, stop words dropped (unless nothing else is left); Greek words
+    folded as the index stores them (index/keywords.py)."""
     words = re.findall(r"\w+", query.lower())
-    kept = [w for w in words if w not in _STOPWORDS]
-    return list(dict.fromkeys(kept or words))
+    kept = [w for w in words if w not in _STOPWORDS and not (has_greek(w) and is_greek_stop_word(w))]
+    return list(dict.fromkeys(keyword_text(w) for w in kept or words))

@@ -38,6 +38,7 @@ from expertkit.index.base import (
     keyword_terms,
     source_values,
 )
+from expertkit.index.keywords import KEYWORDS_VERSION, keyword_text
 from expertkit.index.sqlite import text_hash
 from expertkit.schema import Chunk
 
@@ -172,6 +173,7 @@ class PostgresIndex:
             self.conn.execute(
                 f"INSERT INTO {self.s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
+            self._fold_keywords()
 
     @contextmanager
     def _transaction(self, lock: bool = False):
@@ -179,6 +181,27 @@ class PostgresIndex:
             if lock:  # schema changes and the embedder binding: one session at a time
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             yield
+
+    def _fold_keywords(self) -> None:
+        """Chunks written before Greek words were folded for keyword search (index/keywords.py) get their
+        tsvector again, once; other rows are what they were."""
+        if self._meta("keywords"):
+            return
+        greek = "[\u0370-\u03ff\u1f00-\u1fff]"
+        rows = self.conn.execute(
+            f"SELECT id, text, section, context FROM {self.s}.chunks"
+            " WHERE text ~ %s OR context ~ %s OR section::text ~ %s",
+            (greek, greek, greek),
+        ).fetchall()
+        for cid, text, section, context in rows:
+            heads = tuple(json.loads(section) if isinstance(section, str) else section)  # jsonb: a list already
+            body = Chunk(text, "", 0, 0, 0, section=heads, context=context).embed_text()
+            self.conn.execute(
+                f"UPDATE {self.s}.chunks c SET tsv = t.tsv, n_terms = (SELECT coalesce(sum(array_length(positions, 1)),"
+                " 0) FROM unnest(t.tsv)) FROM (SELECT to_tsvector(%s, %s) AS tsv) t WHERE c.id = %s",
+                (TEXT_CONFIG, keyword_text(body), cid),
+            )
+        self.conn.execute(f"INSERT INTO {self.s}.meta VALUES ('keywords', %s)", (KEYWORDS_VERSION,))
 
     def _upgrade(self) -> None:
         """Add the columns that a schema written by an older expertkit lacks (an ALTER only when one is missing:
@@ -302,7 +325,7 @@ class PostgresIndex:
                         groups,
                         c.context,
                         TEXT_CONFIG,
-                        body,
+                        keyword_text(body),  # Greek words folded (index/keywords.py)
                     )
                     for c, v in zip(chunks, vectors, strict=True)
                     for body in (c.embed_text(),)  # what BM25 and the embedder see, computed once

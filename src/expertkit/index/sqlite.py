@@ -60,6 +60,7 @@ from expertkit.index.base import (
     keyword_terms,
     source_values,
 )
+from expertkit.index.keywords import KEYWORDS_VERSION, has_greek, keyword_text
 from expertkit.private import FILE_MODE, create_private, private_dir, private_file
 from expertkit.schema import Chunk
 
@@ -199,12 +200,14 @@ class SQLiteIndex:
         # only a new or older database is written to here: a reader opening a busy index must not queue
         # behind the writer for a write it does not need
         try:
-            keys = {k for (k,) in self.db.execute("SELECT key FROM meta WHERE key IN ('uid', 'deletes_from')")}
+            keys = {
+                k for (k,) in self.db.execute("SELECT key FROM meta WHERE key IN ('uid', 'deletes_from', 'keywords')")
+            }
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
             return True
-        return keys != {"uid", "deletes_from"} or bool(self._upgrades())
+        return keys != {"uid", "deletes_from", "keywords"} or bool(self._upgrades())
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
@@ -217,6 +220,17 @@ class SQLiteIndex:
             if have and column not in have:
                 out.append(f"ALTER TABLE {table} ADD COLUMN {column} {ddl};")
         return "".join(out)
+
+    def _fold_keywords(self) -> None:
+        """Inside _setup's transaction: an index written before Greek words were folded for keyword search
+        (index/keywords.py) gets its Greek rows re-folded, once; English rows are what they were."""
+        if self.db.execute("SELECT 1 FROM meta WHERE key = 'keywords'").fetchone():
+            return
+        for rowid, body in self.db.execute("SELECT rowid, body FROM chunks_fts").fetchall():
+            if has_greek(body):
+                self.db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (rowid,))
+                self.db.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (rowid, keyword_text(body)))
+        self.db.execute("INSERT INTO meta VALUES ('keywords', ?)", (KEYWORDS_VERSION,))
 
     def _setup(self) -> None:
         uid = uuid.uuid4().hex[:12]  # caches are named by it, so a re-created database never reads a stale cache
@@ -232,8 +246,9 @@ class SQLiteIndex:
                     f"INSERT OR IGNORE INTO meta VALUES ('uid', '{uid}');"
                     # deletions before this generation were not logged: older caches are rebuilt, not patched
                     "INSERT OR IGNORE INTO meta SELECT 'deletes_from', value FROM meta WHERE key = 'generation';"
-                    "COMMIT;"
                 )
+                self._fold_keywords()
+                self.db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
@@ -391,7 +406,8 @@ class SQLiteIndex:
                     ),
                 )
                 self.db.execute(
-                    "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, chunk.embed_text())
+                    "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
+                    (cur.lastrowid, keyword_text(chunk.embed_text())),
                 )
 
     def _delete_source(self, path: str) -> int:
