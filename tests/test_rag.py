@@ -310,3 +310,49 @@ def test_a_model_that_finds_no_answer_in_the_passages_says_where_it_looked(sampl
     assert not answer.found and answer.reason == "not_stated" and answer.retrieved
     assert answer.explanation.startswith("the passages closest to the question do not state it: ")
     assert answer.retrieved[0].chunk.source.rsplit("/", 1)[-1] in answer.explanation
+
+
+def test_a_greek_question_gets_the_greek_prompt_and_a_greek_not_found(sample_index, embedder, passages):
+    """Issue 23: the answer, the not-found message and why it was not found come in the asker's language."""
+    from expertkit.rag import SYSTEM_PROMPT_EL
+
+    messages = build_messages("Πόση ροπή σύσφιξης θέλει το παξιμάδι της πτερωτής;", passages)
+    assert messages[0]["content"] == SYSTEM_PROMPT_EL and "Δεν βρέθηκε στα έγγραφα." in SYSTEM_PROMPT_EL
+    assert (
+        messages[-1]["content"].startswith("Αποσπάσματα:\n\n[1] (")
+        and "\nΕρώτηση: Πόση ροπή" in messages[-1]["content"]
+    )
+    rag = RAG(Retriever(sample_index, embedder), _RaisesWhenAsked(), min_relevance=-1.0, min_rerank=-math.inf)
+    answer = rag.ask("Πόσο κοστίζει το κιτ στεγανοποίησης NP-4479;")
+    assert answer.answer == "Δεν βρέθηκε στα έγγραφα." and answer.reason == "missing_term" and answer.language == "el"
+    assert answer.explanation.startswith("κανένα απόσπασμα δεν αναφέρει NP-4479· τα έγγραφα καλύπτουν NP-447")
+
+
+@pytest.mark.parametrize(
+    "text", ["Δεν βρέθηκε στα έγγραφα.", "Δεν αναφέρεται στα αποσπάσματα.", "Δεν υπάρχει πληροφορία."]
+)
+def test_a_greek_refusal_is_a_greek_not_found(rag, passages, text):
+    answer = rag.verify("Πόση ροπή θέλει το παξιμάδι;", text, passages)
+    assert not answer.found and answer.answer == "Δεν βρέθηκε στα έγγραφα."
+
+
+def test_greek_answer_sentences_are_checked_one_by_one(rag, passages):
+    """Greek sentences split at a Greek capital; a Greek number with a decimal comma is the passage's."""
+    from expertkit.rag import split_sentences
+
+    assert split_sentences("Η ροπή είναι 68 N·m [1]. Ελέγχεται κάθε χρόνο.") == [
+        "Η ροπή είναι 68 N·m [1].",
+        "Ελέγχεται κάθε χρόνο.",
+    ]
+    from expertkit.schema import Chunk, SearchHit
+
+    greek = [
+        SearchHit(
+            Chunk("Σφίξτε το παξιμάδι της πτερωτής στα 68,5 N·m με το εργαλείο ΕΚ-11.", "/d/el.md", 0, 0, 60), 1, {}
+        )
+    ]
+    said = "Τα παξιμάδια της πτερωτής σφίγγονται στα 68,5 N·m [1]."  # inflected otherwise than the passage
+    answer = rag.verify("Πόση ροπή θέλει το παξιμάδι της πτερωτής;", said, greek)
+    assert answer.found and [c.number for c in answer.citations] == [1] and answer.unsupported == []
+    wrong = rag.verify("Πόση ροπή θέλει το παξιμάδι της πτερωτής;", "Σφίγγονται στα 72,5 N·m [1].", greek)
+    assert wrong.unsupported == ["Σφίγγονται στα 72,5 N·m."]  # a number the passage does not have

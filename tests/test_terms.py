@@ -114,3 +114,14 @@ def test_quantities_read_units_in_their_spellings():
         "68 Nm": (68.0, "N·m"),
         "3 A": (3.0, "A"),
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("8,000", 8000.0), ("318.00", 318.0), ("412,50", 412.5), ("1.250,00", 1250.0), ("1,250.00", 1250.0),
+     ("1.250.000", 1250000.0), ("1 250,00", 1250.0), ("3.5", 3.5)],
+)  # fmt: skip
+def test_numbers_read_as_english_and_continental_documents_write_them(raw, value):
+    from expertkit.terms import number_value
+
+    assert number_value(raw) == value

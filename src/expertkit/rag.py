@@ -20,13 +20,16 @@ import numpy as np
 
 from expertkit.errors import QuestionError
 from expertkit.index.base import Filters
+from expertkit.index.keywords import fold_greek, has_greek, is_greek_stop_word
+from expertkit.language import NOT_FOUND as NOT_FOUND_IN
+from expertkit.language import language_of, say
 from expertkit.models.embedder import Embedder
 from expertkit.models.generator import Generator, Messages
 from expertkit.retrieve import Retriever
 from expertkit.schema import SearchHit
-from expertkit.terms import Term, key_terms, meets, nearest, unmet
+from expertkit.terms import Term, key_terms, meets, nearest, number_value, unmet
 
-NOT_FOUND = "Not found in the documents."
+NOT_FOUND = NOT_FOUND_IN["en"]  # and NOT_FOUND_IN["el"] for a Greek question (language.py)
 
 # The answer comes first and its citation follows; the worked example shows both cases. It sits in the
 # system message, a prefix shared by every question, so llama-server's prompt cache computes it once.
@@ -50,13 +53,40 @@ Answer: Every 500 operating hours [2]."""
 # answerable questions (2 of 12 paraphrased questions; 0 without them).
 ANSWER_INSTRUCTION = "Answer in one or two sentences with the exact values, then cite the passage number like [2]."
 
+# A question in Greek gets the same prompt in Greek, worked example included, so the answer comes in Greek (the
+# 1.5B model answers a Greek question in English under the English prompt).
+SYSTEM_PROMPT_EL = f"""Απαντάς σε ερωτήσεις χρησιμοποιώντας μόνο τα αριθμημένα αποσπάσματα που σου δίνονται.
+Γράψε πρώτα την απάντηση στα ελληνικά, σε μία ή δύο σύντομες προτάσεις, με τις ακριβείς τιμές των αποσπασμάτων. \
+Βάλε μετά τον αριθμό του αποσπάσματος από το οποίο προέρχεται, σε αγκύλες, όπως [2].
+Τα αποσπάσματα μπορεί να χρησιμοποιούν άλλες λέξεις από την ερώτηση: διάβασέ τα προσεκτικά, και τους πίνακες και \
+τις λίστες.
+Μόνο αν κανένα απόσπασμα δεν περιέχει την απάντηση, απάντησε ακριβώς: {NOT_FOUND_IN["el"]}
+
+Παράδειγμα.
+Αποσπάσματα:
+[1] (τιμοκατάλογος.csv, row 4)
+είδος: Φίλτρο νερού ΦΝ-20; τιμή_ευρώ: 14,90
+[2] (εγχειρίδιο.pdf, page 3, Συντήρηση)
+Αντικαταστήστε το φίλτρο ΦΝ-20 κάθε 500 ώρες λειτουργίας.
+Ερώτηση: Κάθε πότε πρέπει να αλλάζεται το φίλτρο ΦΝ-20;
+Απάντηση: Κάθε 500 ώρες λειτουργίας [2]."""
+
+ANSWER_INSTRUCTION_EL = (
+    "Απάντησε στα ελληνικά σε μία ή δύο προτάσεις με τις ακριβείς τιμές και γράψε τον αριθμό του αποσπάσματος, "
+    "όπως [2]."
+)
+_PROMPTS = {  # language → (system prompt, "Passages:", "Question:", closing instruction)
+    "en": (SYSTEM_PROMPT, "Passages:", "Question:", ANSWER_INSTRUCTION),
+    "el": (SYSTEM_PROMPT_EL, "Αποσπάσματα:", "Ερώτηση:", ANSWER_INSTRUCTION_EL),
+}
+
 # [1] [1, 2] [1;2] [1-3] [Passage 1] [passages 1 and 2] [Source 2]
 _CITATION = re.compile(
     r"\[\s*(?:(?:passages?|sources?)\s*:?\s*)?"
     r"(\d+(?:\s*(?:[,;&\-–]|,?\s*and)\s*(?:(?:passages?|sources?)\s*)?\d+)*)\s*\]",
     re.IGNORECASE,
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[“])|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\u0386-\u038f\u0391-\u03a9\"'(\[“«])|\n+")
 _LEADING_CITATIONS = re.compile(r"^\s*(?:\[[^\]]*\d[^\]]*\]\s*)+")
 _WORD = re.compile(r"[^\W_]+")  # price_eur → price, eur
 _STOP_WORDS = (
@@ -72,10 +102,12 @@ _POINTER_WORDS = frozenset(_POINTER_STEMS.split())  # stems, as _words makes the
 _REFUSAL = re.compile(
     r"\bnot (?:found|mentioned|specified|stated|given|provided|contain|say|include)|\bdo(?:es)? not (?:mention|"
     r"contain|say|specify|state|include|provide)|\bno (?:information|mention|data)\b|\bdon'?t know\b|\bcannot "
-    r"(?:find|answer|determine)\b|\bunable to (?:find|answer|determine)\b",
+    r"(?:find|answer|determine)\b|\bunable to (?:find|answer|determine)\b"
+    # and in Greek: "δεν αναφέρεται", "δεν βρέθηκε", "δεν υπάρχει πληροφορία", "δεν γνωρίζω"
+    r"|δεν\s+(?:βρ[εέ]θηκε|αναφ[εέ]ρ|περι[εέ]χ|υπ[αά]ρχ|γνωρ[ιί]ζ|προκ[υύ]πτ|δ[ιί]νετ|διευκριν)",
     re.IGNORECASE,
 )
-_LABEL = re.compile(r"^\s*(answer|a)\s*:\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^\s*(answer|a|απάντηση|απαντηση)\s*:\s*", re.IGNORECASE)
 
 
 def parse_citation(group: str) -> list[int]:
@@ -91,15 +123,9 @@ def parse_citation(group: str) -> list[int]:
 
 
 def numbers_in(text: str) -> set[float]:
-    """Numbers as values: 8,000 and 8000 match, 318 and 318.00 match."""
-    out = set()
-    for raw in _NUMBER.findall(text):
-        raw = re.sub(r",(?=\d{3}\b)", "", raw).replace(",", ".")
-        try:
-            out.add(float(raw))
-        except ValueError:
-            continue
-    return out
+    """Numbers as values: 8,000 and 8000 match, 318 and 318.00 match, and so do 412,50 and 412.50 or 1.250,00
+    and 1250 (terms.number_value)."""
+    return {v for raw in _NUMBER.findall(text) if (v := number_value(raw)) is not None}
 
 
 def strip_citations(text: str) -> str:
@@ -107,8 +133,9 @@ def strip_citations(text: str) -> str:
 
 
 def is_not_found(text: str) -> bool:
+    """The model's (or expertkit's) "not found", in any language expertkit speaks."""
     bare = _CITATION.sub("", text).strip().strip(".").strip().lower()
-    return bare == NOT_FOUND.rstrip(".").lower()
+    return any(bare == said.rstrip(".").lower() for said in NOT_FOUND_IN.values())
 
 
 @dataclass
@@ -147,6 +174,7 @@ class Answer:
     # passages were given to the model, which found no answer in them); "" when found
     reason: str = ""
     explanation: str = ""  # the same for people: what was missing, and what the documents cover instead
+    language: str = "en"  # the question's (language.py): the answer, the not-found message and why are in it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +203,7 @@ class Answer:
             "rerank": self.rerank or None,
             "reason": self.reason or None,
             "explanation": self.explanation or None,
+            "language": self.language,
         }
 
 
@@ -191,11 +220,13 @@ def passage_header(n: int, hit: SearchHit) -> str:
 
 
 def build_messages(question: str, passages: list[SearchHit], history: Messages | None = None) -> Messages:
-    """The RAG prompt. Fine-tuning data (RAFT) uses this same function, so training sees what answering sees."""
+    """The RAG prompt, in the question's language. Fine-tuning data (RAFT) uses this same function, so training
+    sees what answering sees."""
+    system, passages_label, question_label, instruction = _PROMPTS[language_of(question)]
     context = "\n\n".join(f"{passage_header(i, h)}\n{h.chunk.text}" for i, h in enumerate(passages, start=1))
     # the instruction is repeated last: small models follow the end of the prompt best
-    user = f"Passages:\n\n{context}\n\nQuestion: {question}\n{ANSWER_INSTRUCTION}" if passages else question
-    return [{"role": "system", "content": SYSTEM_PROMPT}, *(history or []), {"role": "user", "content": user}]
+    user = f"{passages_label}\n\n{context}\n\n{question_label} {question}\n{instruction}" if passages else question
+    return [{"role": "system", "content": system}, *(history or []), {"role": "user", "content": user}]
 
 
 def bare_messages(question: str, history: Messages | None = None) -> Messages:
@@ -207,9 +238,16 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _words(text: str) -> set[str]:
-    """Content words, lightly stemmed (costs → cost), for overlap between answers and passages."""
-    words = (w for w in _WORD.findall(text.lower()) if (len(w) > 2 or w.isdigit()) and w not in _STOP)
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
+    """Content words, lightly stemmed (costs → cost; Greek: αντλίες → αντλ, as keyword search folds them), for
+    overlap between answers and passages."""
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        if has_greek(w):
+            if not is_greek_stop_word(w):
+                out.add(fold_greek(w))
+        elif (len(w) > 2 or w.isdigit()) and w not in _STOP:
+            out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
 
 
 def _overlap(words: set[str], other: set[str]) -> float:
@@ -223,7 +261,7 @@ def _identifiers(text: str) -> set[str]:
     return {w for w in _words(text) if any(ch.isdigit() for ch in w)}
 
 
-_NEGATION = frozenset({"not", "never", "without", "cannot", "nor"})
+_NEGATION = frozenset({"not", "never", "without", "cannot", "nor", "δεν", "μην", "μη", "όχι", "ούτε", "χωρίς"})
 _PASSAGE_REF = re.compile(r"\b(?:passages?|sources?)\s+\d+(?:\s*(?:,|and)\s*\d+)*", re.IGNORECASE)
 
 
@@ -321,23 +359,26 @@ class RAG:
         timings["retrieve_ms"] = (time.perf_counter() - t0) * 1e3
         rerank = self.retriever.rerank_state(query)
 
+        lang = language_of(question)
+
         def declined(reason: str, explanation: str) -> Answer:  # the model is not called: no passage given to it
             return Answer(
                 question,
-                NOT_FOUND,
+                NOT_FOUND_IN[lang],
                 found=False,
                 timings=timings,
                 retrieval_query=retrieval_query,
                 rerank=rerank,
                 reason=reason,
                 explanation=explanation,
+                language=lang,
             )
 
         if self.relevance(query, hits) < self.min_relevance or self.rerank_relevance(hits) < self.min_rerank:
-            return declined("no_relevant_passage", _no_passage(hits))
+            return declined("no_relevant_passage", _no_passage(hits, lang))
         if terms:
             t1 = time.perf_counter()
-            hits, missing = self._bound(terms, wide, k, filters)
+            hits, missing = self._bound(terms, wide, k, filters, lang)
             timings["terms_ms"] = (time.perf_counter() - t1) * 1e3
             if missing:
                 return declined("missing_term", missing)
@@ -352,20 +393,20 @@ class RAG:
         answer = self.verify(question, gen.text, passages)
         timings["verify_ms"] = (time.perf_counter() - t1) * 1e3
         answer.timings, answer.finish_reason = timings, gen.finish_reason
-        answer.retrieval_query, answer.rerank = retrieval_query, rerank
+        answer.retrieval_query, answer.rerank, answer.language = retrieval_query, rerank, lang
         if not answer.found:
             answer.reason = "not_stated"
-            answer.explanation = "the passages closest to the question do not state it: " + _places(passages)
+            answer.explanation = say(lang, "not_stated", where=_places(passages))
         return answer
 
-    def _bound(self, terms: list[Term], wide: list[SearchHit], k: int, filters: Filters | None):
+    def _bound(self, terms: list[Term], wide: list[SearchHit], k: int, filters: Filters | None, lang: str = "en"):
         """The passages an answer may come from: the best ``k`` that name every code and quantity the question
         does (and no explanation); or none, and what is missing. Names (looser: spelled and capitalised many
         ways) need only be somewhere in the documents the caller may read."""
         hard = [t for t in terms if t.kind != "name"]
         for name in (t for t in terms if t.kind == "name"):
             if not any(meets(name, _full_text(h)) for h in wide) and not self._naming([name], filters):
-                return [], f"no passage mentions {name}"
+                return [], say(lang, "missing", what=str(name))
         if not hard:
             return wide[:k], ""
         bound = [h for h in wide if not unmet(hard, _full_text(h))] or self._naming(hard, filters)
@@ -376,10 +417,10 @@ class RAG:
         absent = [t for t in hard if not any(meets(t, text) for text in seen) and not self._naming([t], filters)]
         if absent:
             near = [", ".join(n) for t in absent if (n := nearest(t, seen))]
-            listed = " or ".join(str(t) for t in absent)
-            return [], f"no passage mentions {listed}" + (f"; the documents cover {' and '.join(near)}" if near else "")
-        named = " together with ".join(str(t) for t in hard)
-        return [], f"no passage mentions {named}"
+            listed = say(lang, "or").join(str(t) for t in absent)
+            covers = say(lang, "covers", what=say(lang, "and").join(near)) if near else ""
+            return [], say(lang, "missing", what=listed) + covers
+        return [], say(lang, "missing", what=say(lang, "together").join(str(t) for t in hard))
 
     def _naming(self, terms: list[Term], filters: Filters | None, depth: int = 50) -> list[SearchHit]:
         """Passages the caller may read that name every one of ``terms``, found by keyword search on them."""
@@ -440,11 +481,12 @@ class RAG:
            passage sentence that best answers the question (``extractive``).
         """
         raw = text
+        not_found = NOT_FOUND_IN[language_of(question)]
         invalid: list[int] = []
         claims = self._claims(_LABEL.sub("", text.strip()), len(passages), invalid)
         said = [c for c, _ in claims if c]
         if said and all(is_not_found(c) for c in said):
-            return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
+            return Answer(question, not_found, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
         pointed = sorted({n for _, cited in claims for n in cited})
         # "Not found. But [1] says ..." keeps the rest; a bare "[1]" leaves no claim, only a pointer
         claims = [(c, n) for c, n in claims if c and not is_not_found(c)]
@@ -462,10 +504,10 @@ class RAG:
             else:
                 unsupported.append(sentence)
         if not kept:
-            if _REFUSAL.search(raw) or NOT_FOUND.rstrip(".").lower() in raw.lower():
+            if _REFUSAL.search(raw) or any(nf.rstrip(".").lower() in raw.lower() for nf in NOT_FOUND_IN.values()):
                 # the model declined in its own words and stated nothing the passages support
                 return Answer(
-                    question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw
+                    question, not_found, False, retrieved=passages, invalid_citations=invalid, model_answer=raw
                 )
             return self._quote(question, passages, support, pointed, raw, invalid, unsupported)
         citations: dict[int, Citation] = {}
@@ -526,7 +568,8 @@ class RAG:
         # None also when the question names a part, code or value (M20, NV-999) that no passage has
         n, sentence = support.best_for_question(preferred)
         if sentence is None:
-            return Answer(question, NOT_FOUND, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
+            not_found = NOT_FOUND_IN[language_of(question)]
+            return Answer(question, not_found, False, retrieved=passages, invalid_citations=invalid, model_answer=raw)
         return Answer(
             question,
             f"“{sentence}” [{n}]",
@@ -551,10 +594,10 @@ def _places(hits: list[SearchHit]) -> str:
     return "; ".join(list(places)[:3])
 
 
-def _no_passage(hits: list[SearchHit]) -> str:
+def _no_passage(hits: list[SearchHit], lang: str = "en") -> str:
     if not hits:
-        return "the documents you may read have no passage about it"
-    return f"no passage is close enough to the question; the nearest: {_places(hits[:1])}"
+        return say(lang, "empty")
+    return say(lang, "far", where=_places(hits[:1]))
 
 
 def _tidy(sentence: str) -> str:

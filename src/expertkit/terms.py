@@ -81,12 +81,23 @@ _NOT_NAME_WORDS = (
 _NOT_NAMES = frozenset(_NOT_NAME_WORDS.split())
 
 
-def _value(raw: str) -> float | None:
-    raw = re.sub(r",(?=\d{3}\b)", "", raw).replace(",", ".")
+def number_value(raw: str) -> float | None:
+    """A number as written in English or in continental Europe (Greek, German): 8,000 and 8000; 318.00 and
+    318,00; 1.250,00 and 1,250.00 and 1 250,00 all read as what they mean."""
+    raw = raw.replace("\u00a0", "").replace(" ", "")
+    if "," in raw and "." in raw:  # both: the last one is the decimal mark
+        raw = raw.replace(".", "").replace(",", ".") if raw.rfind(",") > raw.rfind(".") else raw.replace(",", "")
+    elif raw.count(".") > 1:  # 1.250.000
+        raw = raw.replace(".", "")
+    else:
+        raw = re.sub(r",(?=\d{3}\b)", "", raw).replace(",", ".")
     try:
         return float(raw)
     except ValueError:
         return None
+
+
+_value = number_value
 
 
 def _code_key(code: str) -> str:

@@ -42,8 +42,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from expertkit.config import ServeSettings
 from expertkit.errors import ExpertkitError, GeneratorError
+from expertkit.language import say
 from expertkit.models.generator import Generator, accepts
-from expertkit.rag import NOT_FOUND, RAG, Answer, is_not_found, strip_citations
+from expertkit.rag import RAG, Answer, is_not_found, strip_citations
 
 EXPERT_ID = "expertkit"
 log = logging.getLogger("expertkit.serve")
@@ -771,6 +772,7 @@ def _expert_fields(answer: Answer, root: Path | None) -> dict[str, Any]:
             # what was missing and what the documents cover instead
             "reason": answer.reason or None,
             "explanation": answer.explanation or None,
+            "language": answer.language,  # the question's: the answer and the explanation are in it
             "extractive": answer.extractive,
             "groundedness": None if answer.groundedness is None else round(answer.groundedness, 3),
             "unsupported": answer.unsupported,
@@ -820,11 +822,11 @@ def _stream_tail(draft: str, answer: Answer, root: Path | None) -> str:
     if not draft.strip():
         tail = _explained(answer)
     elif not answer.found and not is_not_found(draft):  # the draft claimed what the passages do not state
-        tail = f"\n\nChecked against the documents: {_explained(answer)}"
+        tail = f"\n\n{say(answer.language, 'checked')}: {_explained(answer)}"
     elif not answer.found and answer.explanation:  # the draft said "not found": what was missing follows
-        tail = "\n\n" + _explained(answer).removeprefix(NOT_FOUND).strip()
+        tail = "\n\n" + _explained(answer).removeprefix(answer.answer).strip()
     elif strip_citations(draft).strip() != strip_citations(answer.answer).strip() and answer.found:
-        tail = f"\n\nChecked against the documents: {answer.answer}"
+        tail = f"\n\n{say(answer.language, 'checked')}: {answer.answer}"
     return tail + _sources_text(answer, root)
 
 

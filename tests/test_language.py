@@ -1,0 +1,24 @@
+import pytest
+
+from expertkit.language import language_of, say
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Πόσους μήνες εγγύηση έχει ο θερμοστάτης;", "el"),
+        ("ποσο κοστιζει η αντλια ψυξης ΑΨ-220;", "el"),
+        ("Πόσο κοστίζει το seal kit NP-4472;", "el"),  # Greek with Latin codes and a borrowed word
+        ("What is the price of the seal kit NP-4472?", "en"),
+        ("Is the ΑΨ-220 pump in stock?", "en"),  # English with a Greek code
+        ("1234 ?", "en"),
+    ],
+)
+def test_a_question_is_in_the_language_most_of_its_letters_are(text, language):
+    assert language_of(text) == language
+
+
+def test_expertkits_own_words_come_in_the_askers_language():
+    assert say("el", "missing", what="ΣΠ-90") == "κανένα απόσπασμα δεν αναφέρει ΣΠ-90"
+    assert say("en", "missing", what="SP-90") == "no passage mentions SP-90"
+    assert say("de", "missing", what="SP-90") == "no passage mentions SP-90"  # any other language: English
