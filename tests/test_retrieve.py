@@ -153,7 +153,8 @@ def test_llm_rerank_from_the_workspace_settings(workspace, llama, embedder, samp
     from expertkit.errors import ConfigError
     from expertkit.retrieve import LLMReranker
 
-    settings = SearchSettings(reranker="llm", rerank_top=6, k=3)
+    # a budget no shared machine runs out of: what is tested here is the wiring (the budget: the test above)
+    settings = SearchSettings(reranker="llm", rerank_top=6, k=3, rerank_budget_ms=600_000)
     with pytest.raises(ConfigError, match="llm"):
         Retriever(sample_index, embedder, settings)  # the reranker needs a generator to ask
     workspace.settings.search = settings
@@ -187,7 +188,7 @@ def test_a_failing_judgement_leaves_fusion_order_for_the_rest():
 def test_llm_reranker_on_qwen_puts_the_answering_passage_first(llama):
     from expertkit.retrieve import LLMReranker
 
-    reranker = LLMReranker(llama("qwen2.5-coder-0.5b-instruct"))
+    reranker = LLMReranker(llama("qwen2.5-coder-0.5b-instruct"), budget_ms=600_000)  # the budget: test above
     cases = [
         (
             "What torque is the impeller nut tightened to?",
