@@ -362,9 +362,10 @@ def test_ctrl_c_during_generation_leaves_the_workspace_intact(sample_ws):
     deadline = time.time() + 240
     while time.time() < deadline and len(out) < 20:  # wait for streamed tokens
         out += proc.stdout.read(1)
+    assert proc.poll() is None, ("the answer ended before Ctrl-C could interrupt it", out, proc.stderr.read())
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 130, (out + stdout, stderr)
     assert "interrupted" in out + stdout and "Traceback" not in stderr
     after = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
     assert after["documents"] == before["documents"] and after["chunks"] == before["chunks"]
