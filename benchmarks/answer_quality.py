@@ -50,7 +50,11 @@ from expertkit.rag import RAG, numbers_in, split_sentences, strip_citations
 from expertkit.retrieve import Retriever
 
 HERE = Path(__file__).resolve().parent
-KEYED_SETS = {"planted": HERE / "data" / "planted", "heldout": HERE / "data" / "heldout"}
+KEYED_SETS = {
+    "planted": HERE / "data" / "planted",
+    "heldout": HERE / "data" / "heldout",
+    "planted-el": HERE / "data" / "planted-el",  # Greek (issue 23)
+}
 EMANUAL = HERE.parent.parent / "shared" / "data" / "emanual-tv"
 SCORER = "contains_key: key values matched after numbers, units, dates and times are normalised"
 MODELS = ["qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"]
@@ -254,31 +258,37 @@ def main() -> None:
     ap.add_argument(
         "--rescore", action="store_true", help="re-score the saved answers of keyed sets with today's scorer and keys"
     )
+    ap.add_argument(
+        "--embedder", default="", help="embed with this model instead of the default; results are kept as SET+MODEL"
+    )
     args = ap.parse_args()
     result_file = args.out / "answer_quality.json"
     if args.rescore:
         saved = json.loads(result_file.read_text())
         for sets in saved.values():
             for name, res in sets.items():
-                if name in KEYED_SETS:
+                if name.split("+")[0] in KEYED_SETS:  # SET+EMBEDDER: a run with another embedder
                     meta = {k: v for k, v in res.items() if k in ("measured", "code", "rerun_ids")}
                     meta["scorer"] = SCORER
                     meta["rescored"] = datetime.date.today().isoformat()
-                    sets[name] = {**meta, **summarise(rescore(res["rows"], name), name)}
+                    base = name.split("+")[0]
+                    sets[name] = {**meta, **summarise(rescore(res["rows"], base), base)}
         result_file.write_text(json.dumps(saved, indent=1, ensure_ascii=False))
         print(f"re-scored {result_file}")
     if args.summarise or args.rescore:
         saved = json.loads(result_file.read_text())
         for model, sets in saved.items():
             for name, res in sets.items():
-                shown = {"code": res.get("code", "?"), **rounded(summarise(rescore(res["rows"], name), name))}
+                base = name.split("+")[0]
+                shown = {"code": res.get("code", "?"), **rounded(summarise(rescore(res["rows"], base), base))}
                 print(model, name, json.dumps(shown))
         return
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = set(names) - {*KEYED_SETS, "emanual"}
     if unknown:
         ap.error(f"unknown set(s): {', '.join(sorted(unknown))}")
-    embedder = Embedder()
+    embedder = Embedder(args.embedder) if args.embedder else Embedder()
+    suffix = f"+{args.embedder}" if args.embedder else ""
     sets = {}
     for name in names:
         if name in KEYED_SETS:
@@ -311,17 +321,18 @@ def main() -> None:
                     "scorer": SCORER if name in KEYED_SETS else "token F1, ROUGE-L",
                     **res,
                 }
-                saved = results.get(model, {}).get(name)
+                name_kept = name + suffix  # a run with another embedder is kept beside the default's
+                saved = results.get(model, {}).get(name_kept)
                 if args.only and saved:  # the listed questions' rows replace theirs in the saved run
                     fresh = {r["id"]: r for r in res["rows"]}
                     rows = [fresh.get(r["id"], r) for r in saved["rows"]]
                     meta = {k: v for k, v in saved.items() if k in ("measured", "code", "scorer", "rescored")}
                     rerun = sorted({*saved.get("rerun_ids", []), *fresh})
                     res = {**meta, "rerun_ids": rerun, **summarise(rescore(rows, name), name)}
-                print(model, name, json.dumps(rounded(res)), flush=True)
+                print(model, name_kept, json.dumps(rounded(res)), flush=True)
                 if args.only and not saved:
                     continue  # a partial run is not a result
-                results.setdefault(model, {})[name] = res
+                results.setdefault(model, {})[name_kept] = res
                 args.out.mkdir(parents=True, exist_ok=True)  # written as it goes: a long run keeps what it did
                 result_file.write_text(json.dumps(results, indent=1, ensure_ascii=False))
         finally:
