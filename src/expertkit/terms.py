@@ -97,9 +97,6 @@ def number_value(raw: str) -> float | None:
         return None
 
 
-_value = number_value
-
-
 def _code_key(code: str) -> str:
     """HL-460, hl 460, HL460 → hl460; E05 and E5 stay apart (the zero is part of the code)."""
     return re.sub(r"[-./\s]", "", code).lower()
@@ -150,7 +147,7 @@ def quantities(text: str) -> list[tuple[str, Quantity]]:
         strict = _STRICT.get(raw_unit.lower())
         if strict is not None and (raw_unit != strict or (strict == "s" and not text[m.start(2) - 1].isspace())):
             continue
-        value, unit = _value(m.group(1)), _UNITS.get(raw_unit.lower())
+        value, unit = number_value(m.group(1)), _UNITS.get(raw_unit.lower())
         if value is not None and unit is not None:
             out.append((m.group(0).strip(), Quantity(value, unit)))
     return out
@@ -231,11 +228,11 @@ def meets(term: Term, text: str) -> bool:
         if any(q == want for _, q in quantities(text)):
             return True
         for m in _RANGE.finditer(text):
-            lo, hi, unit = _value(m.group(1)), _value(m.group(2)), _UNITS.get(m.group(3).lower())
+            lo, hi, unit = number_value(m.group(1)), number_value(m.group(2)), _UNITS.get(m.group(3).lower())
             if unit == want.unit and lo is not None and hi is not None and min(lo, hi) <= want.value <= max(lo, hi):
                 return True
         for m in _BOUND.finditer(text):
-            bound, unit = _value(m.group(3)), _UNITS.get(m.group(4).lower())
+            bound, unit = number_value(m.group(3)), _UNITS.get(m.group(4).lower())
             holds = bound is not None and (want.value <= bound if m.group(1) else want.value >= bound)
             if unit == want.unit and holds:
                 return True
