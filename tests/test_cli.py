@@ -442,3 +442,24 @@ def test_usage_errors_print_clicks_message_without_a_traceback(args, needle):
 def test_no_arguments_prints_the_help():
     result = run()
     assert "Traceback" not in result.stdout + result.stderr and "keys" in result.stdout + result.stderr
+
+
+def test_the_auto_embedder_is_english_for_english_documents_and_multilingual_for_greek(sample_ws, tmp_path):
+    """embed.model = "auto": the first ingest picks the embedder its documents need and binds the index to it;
+    later commands (search here) use the index's own, so the question is encoded by the same model."""
+    english = json.loads(runner.invoke(app, ["status", "-w", str(sample_ws), "--json"]).output)
+    assert english["embedder"] == "all-minilm-l6-v2"
+
+    ws = tmp_path / "el"
+    result = runner.invoke(app, ["ingest", str(ROOT / "examples" / "corpus-el"), "-w", str(ws)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "embedder: multilingual-e5-small (a document is not in English; embed.model = auto)" in result.output
+    greek = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)
+    assert greek["embedder"] == "multilingual-e5-small"
+    # unaccented, inflected, and by meaning alone (dense): the maintenance procedure of the «Αύρα» showcases
+    question = "ποσο συχνα καθαριζουμε τις βιτρινες;"
+    result = runner.invoke(app, ["search", question, "-w", str(ws), "--json", "--set", "search.mode=dense"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["results"][0]["source"].endswith("syntirisi-vitrinon-avra.md")
+    mixed = runner.invoke(app, ["search", question, "-w", str(ws), "--set", "embed.model=all-minilm-l6-v2"])
+    assert "built with embedder 'multilingual-e5-small'" in str(mixed.exception)

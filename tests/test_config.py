@@ -17,7 +17,7 @@ from expertkit.errors import ConfigError
 
 def test_defaults_without_a_file(tmp_path):
     s = load_settings(tmp_path, environ={})
-    assert s.search.mode == "hybrid" and s.search.k == 10 and s.embed.model == "all-minilm-l6-v2"
+    assert s.search.mode == "hybrid" and s.search.k == 10 and s.embed.model == "auto"
 
 
 def test_file_then_env_then_flags(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 from expertkit.errors import ConfigError, ExpertkitError, MissingPartError, ModelNotInstalledError, require
 from expertkit.models import engines
 from expertkit.models.registry import REGISTRY, model_cache_dir, verify_pinned
+from expertkit.workspace import AUTO_EMBEDDER, ENGLISH_EMBEDDER, MULTILINGUAL_EMBEDDER
 
 MIN_FREE_GB = 5.0  # the 1.5B model joined (1.1 GB), its safetensors copy for training (3 GB), adapters
 SPEED_MODEL = "smollm2-135m-instruct"
@@ -219,7 +220,7 @@ def check_workspace(ws) -> list[Check]:
         stats = index.stats()
         out.append(Check("index", True, f"{stats.documents} documents, {stats.chunks} chunks"))
         wanted = ws.settings.embed.model
-        if stats.embedder is not None and stats.embedder != wanted:
+        if stats.embedder is not None and wanted not in (stats.embedder, AUTO_EMBEDDER):
             out.append(Check("embedder", False, f"the index holds {stats.embedder} vectors; embed.model = {wanted}",
                              f"set embed.model = {stats.embedder!r}, or ingest into a new workspace"))  # fmt: skip
         else:
@@ -257,7 +258,8 @@ def run_checks(ws=None, speed: bool = True, model: str = SPEED_MODEL) -> list[Ch
     else:
         if speed:
             checks.append(check_engine(model, engine=g.engine, binary=binary))
-    checks += check_models({s.embed.model, g.model, s.search.reranker})  # "auto" names none: optional
+    embedders = {ENGLISH_EMBEDDER, MULTILINGUAL_EMBEDDER} if s.embed.model == AUTO_EMBEDDER else {s.embed.model}
+    checks += check_models({*embedders, g.model, s.search.reranker})  # search.reranker "auto" names none: optional
     checks.append(check_disk([model_cache_dir()] + ([ws.data_dir] if ws is not None else [])))
     checks += [check_tuning(), check_postgres(), check_chromium()]
     if ws is not None:

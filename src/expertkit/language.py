@@ -52,6 +52,39 @@ def language_of(text: str) -> str:
     return "el" if letters and greek * 2 > len(letters) else "en"
 
 
+# the commonest short words of English and of the Latin-script languages nearest to it: a text whose words
+# include more of another list's than of English's is not English. No word is in two lists.
+_FUNCTION_WORDS = {
+    "en": "the of and to is in that for with are was this be by as on it not or from have which",
+    "de": "der die das und ist nicht ein eine mit den dem zu auf für sich von wird sind oder auch",
+    "fr": "le la les et est des une du que pour dans pas sur au aux sont avec ce ou qui",
+    "es": "el los las y es del por una con para que se su al como más pero sus",
+    "it": "il di che è della per un una sono nel gli anche con non più dei delle alla",
+    "pt": "o os da das dos em uma não com para são ao pelo pela mais seu",
+    "nl": "de het een van en niet met voor op zijn dat aan ook wordt bij",
+}
+_WORDS_OF = {lang: frozenset(words.split()) for lang, words in _FUNCTION_WORDS.items()}
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def is_english(text: str) -> bool:
+    """Whether ``text`` reads as English: most of its letters are Latin, and its function words are English
+    rather than German, French, Spanish, Italian, Portuguese or Dutch ones. A text with no function words at
+    all (a parts list, a table of codes) counts as English when its letters are Latin. It picks an embedder
+    (``embed.model = "auto"``), so it errs towards "not English": the multilingual model reads English too."""
+    letters = _LETTER.findall(text)
+    latin = sum(1 for ch in letters if ch.isascii() or "\u00c0" <= ch <= "\u024f")
+    if not letters or latin * 10 < len(letters) * 9:
+        return not letters
+    counts = dict.fromkeys(_WORDS_OF, 0)
+    for word in _WORD.findall(text.lower()):
+        for lang, words in _WORDS_OF.items():
+            if word in words:
+                counts[lang] += 1
+    english = counts.pop("en")
+    return english >= max(counts.values())
+
+
 def say(language: str, key: str, **values: str) -> str:
     table = EXPLAIN.get(language, EXPLAIN["en"])
     return table[key].format(**values)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from expertkit.config import CONFIG_FILE, Settings, default_toml, dsn_for, load_settings
-from expertkit.errors import ConfigError, WorkspaceError
+from expertkit.errors import ConfigError, ModelNotInstalledError, WorkspaceError
 from expertkit.private import exposed, private_dir
+
+AUTO_EMBEDDER = "auto"
+ENGLISH_EMBEDDER = "all-minilm-l6-v2"
+MULTILINGUAL_EMBEDDER = "multilingual-e5-small"
 
 WORKSPACE_ENV = "EXPERTKIT_WORKSPACE"
 DATA_DIR = ".expertkit"
@@ -79,11 +84,53 @@ class Workspace:
 
     # -- factories: the CLI, the server and the benchmarks build their parts here, one way ------------
 
-    def embedder(self):  # -> Embedder; imported lazily (torch) for start-up speed
+    def embedder(self, index=None, paths: Sequence[Path] = ()):  # -> Embedder; imported lazily (torch)
+        """The embedder ``embed.model`` names; "auto" (the default) is the one ``index`` (else this workspace's
+        index) was built with, or, before its first ingest, the one ``paths``' documents need (``embedder_name``)."""
         from expertkit.models.embedder import Embedder
 
         e = self.settings.embed
-        return Embedder(e.model, e.batch_size, e.dtype)
+        return Embedder(self.embedder_name(index, paths), e.batch_size, e.dtype)
+
+    def embedder_name(self, index=None, paths: Sequence[Path] = ()) -> str:
+        """``embed.model``, with "auto" made a name: the index's own embedder where it has vectors; else
+        multilingual-e5-small when any of ``paths``' documents (a sample of 24) is not in English, or the
+        faster English all-MiniLM-L6-v2 when they all are (or nothing is being ingested)."""
+        name = self.settings.embed.model
+        if name != AUTO_EMBEDDER:
+            bound = index.bound_embedder() if index is not None else None
+            if bound and bound != name:  # its query vectors would not compare with the index's
+                raise WorkspaceError(
+                    f"this index was built with embedder {bound!r}, but embed.model = {name!r}: "
+                    f"set embed.model = 'auto' (or {bound!r}), or ingest into a new workspace"
+                )
+            return name
+        if index is not None:
+            bound = index.bound_embedder()
+        elif self.settings.index.backend == "sqlite" and not self.has_index():
+            bound = None
+        else:
+            opened = self.open_index()
+            try:
+                bound = opened.bound_embedder()
+            finally:
+                opened.close()
+        if bound:
+            return bound
+        from expertkit.ingest.sync import first_foreign_document
+        from expertkit.models.registry import resolve
+
+        foreign = first_foreign_document(paths) if paths else None
+        if foreign is None:
+            return ENGLISH_EMBEDDER
+        try:
+            resolve(MULTILINGUAL_EMBEDDER, "embedder")
+        except ModelNotInstalledError as exc:
+            raise ModelNotInstalledError(
+                f"{foreign} is not in English, so embed.model = 'auto' needs the multilingual embedder, which is "
+                f"not installed ({exc}); or set embed.model = '{ENGLISH_EMBEDDER}' to index it with the English one"
+            ) from None
+        return MULTILINGUAL_EMBEDDER
 
     def retriever(self, index=None, embedder=None, generator=None):  # -> Retriever
         """The hybrid retriever; with ``search.reranker = "llm"`` its reranker asks ``generator`` (started
@@ -103,7 +150,8 @@ class Workspace:
                     "(or 'auto' with a GGUF model)"
                 )
             reranker = LLMReranker(generator, s.rerank_budget_ms)
-        return Retriever(index or self.open_index(), embedder or self.embedder(), s, reranker)
+        index = index or self.open_index()
+        return Retriever(index, embedder or self.embedder(index), s, reranker)
 
     def rag(self, generator, index=None, embedder=None):  # -> RAG
         """The RAG pipeline over this workspace's index, with ``generator`` and the rag/generate settings."""

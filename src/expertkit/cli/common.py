@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from rich.text import Text
 
 from expertkit.config import overrides_from_pairs
 from expertkit.errors import ExpertkitError
-from expertkit.workspace import Workspace, open_workspace
+from expertkit.workspace import AUTO_EMBEDDER, MULTILINGUAL_EMBEDDER, Workspace, open_workspace
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -89,14 +90,13 @@ def _display_path(path: str) -> str:
         return path
 
 
-def _ingestor(ws: Workspace, index, embedder=None):
+def _ingestor(ws: Workspace, index, embedder=None, paths: Sequence[Path] = ()):
     from expertkit.ingest.sync import AccessPolicy, Ingestor
 
     s = ws.settings.ingest
     access = AccessPolicy(ws.settings.access)
-    return Ingestor(
-        index, embedder or _embedder(ws), s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access, s.context_headers
-    )
+    embedder = embedder or _embedder(ws, index, paths)
+    return Ingestor(index, embedder, s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access, s.context_headers)
 
 
 def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
@@ -104,8 +104,15 @@ def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
     return tuple(sorted(set(groups))) if groups else None
 
 
-def _embedder(ws: Workspace):
-    return ws.embedder()
+def _embedder(ws: Workspace, index=None, paths: Sequence[Path] = ()):
+    """The workspace's embedder (``Workspace.embedder``); where ``embed.model = "auto"`` chose one for the
+    documents of a first ingest, a line says which and why."""
+    embedder = ws.embedder(index, paths)
+    if ws.settings.embed.model == AUTO_EMBEDDER and paths and (index is None or index.bound_embedder() is None):
+        multilingual = embedder.name == MULTILINGUAL_EMBEDDER
+        why = "a document is not in English" if multilingual else "the documents are in English"
+        err.print(f"[dim]embedder: {embedder.name} ({why}; embed.model = auto)[/dim]")
+    return embedder
 
 
 class _RateColumn(ProgressColumn):

@@ -46,7 +46,7 @@ def _beir_workspace(workspace: Path | None, set_: list[str] | None, corpus: Path
         workspace = Path(scratch.name)
     ws = _open(workspace, set_, create=True)
     index = ws.open_index(create=True)
-    embedder = _embedder(ws)
+    embedder = _embedder(ws, index, [corpus])
     report = _ingestor(ws, index, embedder).sync([corpus], progress=progress)
     if not report.ok:
         raise ExpertkitError(

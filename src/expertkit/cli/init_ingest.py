@@ -64,7 +64,7 @@ def ingest(
 
     ws = _open(workspace, set_, create=workspace is not None and not (workspace / "expertkit.toml").exists())
     index = ws.open_index(create=True)
-    ingestor = _ingestor(ws, index)
+    ingestor = _ingestor(ws, index, paths=paths)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

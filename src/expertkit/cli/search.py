@@ -63,7 +63,7 @@ def search(
 
     ws = _open(workspace, set_, {"search": {"k": k, "mode": mode}})
     index = ws.open_index()
-    retriever = ws.retriever(index, _embedder(ws))  # with search.reranker = "llm", it starts the model
+    retriever = ws.retriever(index, _embedder(ws, index))  # with search.reranker = "llm", it starts the model
     filters = Filters(tuple(tag or ()), path, tuple(file_type or ()), _caller_groups(as_group))
     hits = retriever.search(query, filters=filters)
     index.close()

@@ -155,7 +155,7 @@ def synth_raft_cmd(
     index = ws.open_index()
     generator = _synth_generator(ws, model_questions)
     # distractors for RAFT come from fusion alone: an LLM rerank would cost seconds per question
-    retriever = Retriever(index, _embedder(ws), ws.settings.search.model_copy(update={"reranker": ""}))
+    retriever = Retriever(index, _embedder(ws, index), ws.settings.search.model_copy(update={"reranker": ""}))
     _run_synth(
         generator,
         lambda **progress: synth_raft(

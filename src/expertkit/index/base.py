@@ -107,6 +107,9 @@ class IndexStats:
 class Index(Protocol):
     """Chunks, their metadata and their vectors, written one source at a time."""
 
+    def bound_embedder(self) -> str | None:
+        """The embedder the index's vectors came from; None before the first write."""
+
     def bind_embedder(self, name: str, dim: int) -> None:
         """Record the embedder on first write; refuse a different one later (vectors would not compare)."""
 

@@ -220,6 +220,9 @@ class PostgresIndex:
         row = self.conn.execute(f"SELECT value FROM {self.s}.meta WHERE key = %s", (key,)).fetchone()
         return row[0] if row else None
 
+    def bound_embedder(self) -> str | None:
+        return self._meta("embedder")
+
     def bind_embedder(self, name: str, dim: int) -> None:
         with self._transaction(lock=True):
             bound = self._meta("embedder")

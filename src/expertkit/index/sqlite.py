@@ -321,6 +321,9 @@ class SQLiteIndex:
     def generation(self) -> int:
         return int(self._meta("generation") or 0)
 
+    def bound_embedder(self) -> str | None:
+        return self._meta("embedder")
+
     def bind_embedder(self, name: str, dim: int) -> None:
         with self._transaction(bump=False):  # check and write at once: two first ingests cannot both bind
             bound = self._meta("embedder")

@@ -29,6 +29,7 @@ from expertkit.index.base import Index, SourceRecord, SyncRecord
 from expertkit.index.sqlite import text_hash
 from expertkit.ingest.chunking import Chunker
 from expertkit.ingest.readers import read_document, supported
+from expertkit.language import is_english
 from expertkit.models.embedder import Embedder
 from expertkit.schema import Chunk, Document
 
@@ -118,6 +119,22 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
         else:
             files.append(path)  # missing or unreadable files fail with a reason in read_document
     return list(dict.fromkeys(files)), skipped
+
+
+def first_foreign_document(paths: Iterable[Path], files: int = 24, chars: int = 4000) -> str | None:
+    """The first of up to ``files`` documents under ``paths`` (spread evenly over them) whose opening
+    ``chars`` characters are not English, or None: what ``embed.model = "auto"`` chooses an embedder by
+    before the first ingest into an empty index. Files that cannot be read are passed over."""
+    found, _ = collect_files(paths)
+    step = max(1, len(found) // files)
+    for path in found[::step][:files]:
+        try:
+            text = read_document(path).text[:chars]
+        except IngestError:
+            continue
+        if not is_english(text):
+            return source_key(path)
+    return None
 
 
 def glob_regex(pattern: str, ignore_case: bool = True) -> re.Pattern:
