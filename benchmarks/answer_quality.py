@@ -48,6 +48,7 @@ from expertkit.models.embedder import Embedder
 from expertkit.models.generator import make_generator
 from expertkit.rag import RAG, numbers_in, split_sentences, strip_citations
 from expertkit.retrieve import Retriever
+from expertkit.workspace import embedder_for
 
 HERE = Path(__file__).resolve().parent
 KEYED_SETS = {
@@ -287,7 +288,13 @@ def main() -> None:
     unknown = set(names) - {*KEYED_SETS, "emanual"}
     if unknown:
         ap.error(f"unknown set(s): {', '.join(sorted(unknown))}")
-    embedder = Embedder(args.embedder) if args.embedder else Embedder()
+    # the default is what `ingest` picks (embed.model = auto): by the language of the set's documents
+    embedders: dict[str, Embedder] = {}
+
+    def embedder_of(corpus: Path) -> Embedder:
+        name = args.embedder or embedder_for([corpus])
+        return embedders.setdefault(name, Embedder(name))
+
     suffix = f"+{args.embedder}" if args.embedder else ""
     sets = {}
     for name in names:
@@ -295,7 +302,8 @@ def main() -> None:
             questions = load_questions(name)
             if args.only:
                 questions = [q for q in questions if q["id"] in args.only.split(",")]
-            sets[name] = (build_index(KEYED_SETS[name], embedder), questions)
+            embedder = embedder_of(KEYED_SETS[name] / "corpus")
+            sets[name] = (build_index(KEYED_SETS[name], embedder), questions, embedder)
         elif args.emanual and (EMANUAL / "queries.jsonl").exists():
             gold = {
                 (r := json.loads(line))["_id"]: r["answer"]
@@ -305,19 +313,21 @@ def main() -> None:
             # the last questions: earlier benchmarks (routes_emanual.py) train on the first ones
             chosen = [q for q in queries if q["_id"] in gold][-args.emanual :]
             qs = [{"id": q["_id"], "question": q["text"], "gold": gold[q["_id"]]} for q in chosen]
-            sets["emanual"] = (build_index(EMANUAL, embedder, beir=True), qs)
+            embedder = embedder_of(EMANUAL / "corpus.jsonl")
+            sets["emanual"] = (build_index(EMANUAL, embedder, beir=True), qs, embedder)
     # earlier runs' entries (other models, other sets) are kept; this run replaces only what it measures
     results: dict = json.loads(result_file.read_text()) if result_file.exists() else {}
     version = args.version or code_version()
     for model in args.models.split(","):
         generator = make_generator(GenerateSettings(model=model))
         try:
-            for name, (index, questions) in sets.items():
+            for name, (index, questions, embedder) in sets.items():
                 rag = RAG(Retriever(index, embedder, SearchSettings()), generator, k=args.k)
                 res = run_set(rag, questions, name)
                 res = {
                     "measured": datetime.date.today().isoformat(),
                     "code": version,
+                    "embedder": embedder.name,
                     "scorer": SCORER if name in KEYED_SETS else "token F1, ROUGE-L",
                     **res,
                 }

@@ -183,12 +183,13 @@ class GenerateSettings(Section):
 
 class RagSettings(Section):
     k: int = Field(3, ge=1, le=50, description="passages put into the prompt (fewer if they do not fit)")
-    min_relevance: float = Field(
-        0.3,
+    min_relevance: float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
-        description="best dense cosine below which the answer is 'not found' without calling the model "
-        "(calibrated by benchmarks/calibrate_not_found.py)",
+        description="best dense cosine below which the answer is 'not found' without calling the model; unset = "
+        "the embedder's own, calibrated on its cosine scale by benchmarks/calibrate_not_found.py (all-minilm-l6-v2 "
+        "0.3, multilingual-e5-small 0.84)",
     )
     min_rerank: float = Field(
         -9.0,
@@ -196,8 +197,12 @@ class RagSettings(Section):
         "calling the model, as below min_relevance; unused with another reranker, none, or a question it skips "
         "(calibrated by benchmarks/calibrate_not_found.py: below every answerable question there)",
     )
-    support_threshold: float = Field(
-        0.55, ge=0.0, le=1.0, description="a sentence this close to a cited passage is supported"
+    support_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="a sentence this close (cosine) to a cited passage is supported; unset = the embedder's own "
+        "(all-minilm-l6-v2 0.55, multilingual-e5-small 0.87)",
     )
     key_terms: bool = Field(
         True,
@@ -590,8 +595,12 @@ def default_toml() -> str:
             value = getattr(section, key)
             if sub.description:
                 lines.append(f"# {sub.description}")
-            # an empty list is written commented out, so that [[section.key]] tables can replace it
-            lines.append(f"# {key} = []" if value == [] else f"{key} = {_toml_value(value)}")
+            # an empty list is written commented out, so that [[section.key]] tables can replace it; an unset
+            # value (None: decided at run time, as the description says) has no TOML spelling
+            if value is None:
+                lines.append(f"# {key} =")
+            else:
+                lines.append(f"# {key} = []" if value == [] else f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -273,8 +273,8 @@ class RAG:
         retriever: Retriever,
         generator: Generator | None,
         k: int = 3,
-        min_relevance: float = 0.3,
-        support_threshold: float = 0.55,
+        min_relevance: float | None = None,
+        support_threshold: float | None = None,
         max_new_tokens: int = 160,
         temperature: float = 0.0,
         min_rerank: float = -9.0,
@@ -283,10 +283,13 @@ class RAG:
         self.retriever = retriever
         self.generator = generator
         self.k = k
-        self.min_relevance = min_relevance
+        # None: the embedder's own, calibrated on its cosine scale (0.3 and 0.55 for all-MiniLM-L6-v2)
+        self.min_relevance = retriever.embedder.min_relevance if min_relevance is None else min_relevance
         self.min_rerank = min_rerank
         self.key_terms = key_terms
-        self.support_threshold = support_threshold
+        self.support_threshold = (
+            retriever.embedder.support_threshold if support_threshold is None else support_threshold
+        )
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expertkit.models.registry import REGISTRY, resolve
+from expertkit.models.registry import REGISTRY, ModelSpec, resolve
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class Embedder:
         self._path = resolve(model, "embedder")  # fail early with the install command
         spec = REGISTRY.get(model.lower())
         self.prefixes = {"query": spec.query_prefix, "passage": spec.passage_prefix} if spec else {}
+        # the rag gates on this model's cosine scale; a model outside the registry gets all-MiniLM-L6-v2's
+        self.min_relevance = spec.min_relevance if spec else ModelSpec.min_relevance
+        self.support_threshold = spec.support_threshold if spec else ModelSpec.support_threshold
         self._auto = dtype == "auto"
         self._batch_size = batch_size
         self.dtype = auto_dtype(self._path) if self._auto else dtype

@@ -81,6 +81,10 @@ class ModelSpec:
     convert: Callable[[Path, Path], Path] | None = field(default=None, compare=False)
     query_prefix: str = ""  # what the embedder puts before a question, and before a document
     passage_prefix: str = ""
+    # an embedder's gates, on its own cosine scale (benchmarks/calibrate_not_found.py): the best passage cosine
+    # below which `ask` says "not found", and the sentence cosine at which a cited passage supports a claim
+    min_relevance: float = 0.3
+    support_threshold: float = 0.55
 
     @property
     def is_gguf(self) -> bool:
@@ -297,6 +301,8 @@ REGISTRY: dict[str, ModelSpec] = {
             convert=e5.convert,
             query_prefix="query: ",
             passage_prefix="passage: ",
+            min_relevance=0.84,  # English: E-Manual questions against SciFact ones (calibrate_not_found.py)
+            support_threshold=0.87,  # as many unrelated SciFact sentence pairs pass as MiniLM lets pass at 0.55
         ),
         ModelSpec(
             "smollm2-135m-instruct",
