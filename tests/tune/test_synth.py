@@ -201,3 +201,44 @@ def _passages(index, row):
     ids = list(row["meta"]["distractors"])
     ids.insert(row["meta"]["oracle"] - 1, row["meta"]["chunk_id"])
     return index.get_chunks(ids)
+
+
+def test_greek_documents_are_asked_in_greek():
+    """Facts from Greek text become Greek questions: the cloze asks τι and ends with Greek's question mark,
+    records are stated and asked in Greek, yes/no answers are Ναι/Όχι, and a RAFT row with its passage left
+    out refuses in Greek. Greek codes (ΑΨ-220), decimal commas and Greek units are what they ask for."""
+    import random
+
+    from expertkit.language import NOT_FOUND as NOT_FOUND_IN
+    from expertkit.language import language_of
+    from expertkit.schema import Chunk
+    from expertkit.tune.synth import raft_example
+
+    prose = Chunk(
+        "Η αντλία νερού ψύξης ΑΨ-220 κοστίζει 412,50 ευρώ και παραδίδεται σε 15 εργάσιμες.", "/d/a.md", 0, 0, 80
+    )
+    rows = [
+        Chunk(f"κωδικός: {code}; περιγραφή: {name}; τιμή €: {price}", "/d/t.csv", i, 0, 60, record_id=code)
+        for i, (code, name, price) in enumerate(
+            [("ΑΨ-220", "Αντλία νερού", "412,50"), ("ΣΑ-08", "Συμπιεστής", "980,00")]
+        )
+    ]
+    fact = prose_facts(prose)[0]
+    assert fact.cloze_values == ["412,50 ευρώ", "15 εργάσιμες", "ΑΨ-220"]  # money first, then amounts, codes
+    assert fact.clozes[0] == "Η αντλία νερού ψύξης ΑΨ-220 κοστίζει τι και παραδίδεται σε 15 εργάσιμες;"
+    record = next(f for f in record_facts(rows) if f.value == "412,50")
+    assert record.statement == "Τιμή € για ΑΨ-220 (Αντλία νερού): 412,50."
+    for f in (fact, record):
+        asked = template_questions(f, 6, random.Random(0))
+        assert len(asked) == 6
+        assert all(
+            language_of(q.question) == "el" and q.question.rstrip(".").endswith((";", "ΑΨ-220", "Αντλία νερού"))
+            for q in asked
+        ), [q.question for q in asked]
+        yes, no = next(q for q in asked if q.angle == "yes"), next(q for q in asked if q.angle == "no")
+        assert (
+            yes.question.startswith("Ισχύει ότι ") and yes.answer.startswith("Ναι. ") and no.answer.startswith("Όχι. ")
+        )
+    qa = template_questions(record, 3, random.Random(0))[-1]
+    messages, position = raft_example(qa, [], include_oracle=False, rng=random.Random(0))
+    assert position is None and messages[-1]["content"] == NOT_FOUND_IN["el"] == "Δεν βρέθηκε στα έγγραφα."

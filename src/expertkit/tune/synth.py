@@ -34,18 +34,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expertkit.errors import DataError
-from expertkit.rag import NOT_FOUND, _words, build_messages, numbers_in, split_sentences
+from expertkit.language import NOT_FOUND as NOT_FOUND_IN
+from expertkit.language import language_of
+from expertkit.rag import _words, build_messages, numbers_in, split_sentences
 from expertkit.schema import Chunk, SearchHit
 
 _FIELD = re.compile(r"(?:^|;\s*)([^:;]{1,40}):\s*([^;]+)")
 _UNITS = (
     r"N·m|Nm|mm/s|m3/h|m³/h|mm|cm|km|m|bar|kW|W|V|A|rpm|°C|°F|C|hours?|minutes?|min|seconds?|months?|days?|"
-    r"weeks?|years?|percent|%|g|kg|l|litres?|liters?|drops|MB|GB|EUR|USD|GBP|euros?|pounds?|dollars?|pence|pallets?|tonnes?|t"
+    r"weeks?|years?|percent|%|g|kg|l|litres?|liters?|drops|MB|GB|EUR|USD|GBP|euros?|pounds?|dollars?|pence|pallets?|tonnes?|t|"
+    # Greek: the forms a count or an amount takes (λεπτά, 40 λεπτών; 24 μήνες, 36 μηνών; 412,50 ευρώ)
+    r"ευρώ|€|λεπτά|λεπτών|ώρες|ωρών|ώρα|ημέρες|ημερών|μέρες|εργάσιμες|μήνες|μηνών|μήνα|έτη|ετών|χρόνια|χρόνων|"
+    r"εβδομάδες|εβδομάδων|κιλά|τόνοι|τόνων|μέτρα|μέτρων|χλμ|λίτρα|τεμάχια|φιάλες|άτομα|ατόμων"
 )
-_FACT = re.compile(rf"(?<![\w-])([-−]?\d[\d,]*(?:\.\d+)?)(\s*(?:{_UNITS})(?![\w]))?")
-_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Z])[A-Z0-9][\w]*(?:-[\w]+)+|(?<![\w-])[A-Z]{2,}\d+\b")
-_NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]+(?: [A-Z][\w-]+)*")
-_CURRENCY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?")
+_UPPER = "A-ZΑ-ΩΆΈΉΊΌΎΏΪΫ"
+_LOWER = "a-zα-ωάέήίόύώϊϋΐΰς"
+_FACT = re.compile(rf"(?<![\w-])([-−]?\d+(?:[.,]\d+)*)(\s*(?:{_UNITS})(?![\w]))?")  # 1,250.00 and 1.250,00
+_CODE = re.compile(
+    rf"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[{_UPPER}])[{_UPPER}0-9][\w]*(?:-[\w]+)+|(?<![\w-])[{_UPPER}]{{2,}}\d+\b"
+)
+_NAME = re.compile(rf"(?<=[{_LOWER},;:] )[{_UPPER}][{_LOWER}]+(?: [{_UPPER}][\w-]+)*")
+_CURRENCY = re.compile(r"[£$€]\s?\d+(?:[.,]\d+)*|\d+(?:[.,]\d+)*\s?(?:€|ευρώ)")
 _AMOUNT = re.compile(r"[-−+]?[£$€]?\s?[\d.,:/]+\s*\S{0,6}")  # a value, not a name: "318.00", "5 days"
 _TIME = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?(?![\d:])")
 
@@ -151,7 +160,11 @@ def record_facts(chunks: list[Chunk], where: str = "") -> list[Fact]:
             attribute = _human(name)
             out.append(
                 Fact(
-                    statement=f"The {attribute} of {entity} is {value}.",
+                    statement=(
+                        f"{attribute[:1].upper()}{attribute[1:]} για {entity}: {value}."
+                        if language_of(f"{attribute} {entity} {value}") == "el"
+                        else f"The {attribute} of {entity} is {value}."
+                    ),
                     chunk=chunk,
                     kind="record",
                     value=value,
@@ -195,7 +208,9 @@ def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
         for h in headings:  # a PDF chunk's first sentence carries its heading ("3 Torque values Tighten …")
             if h and sentence.startswith(h + " ") and len(sentence) > len(h) + 20:
                 sentence = sentence[len(h) + 1 :]
-        if len(sentence) < 25 or len(sentence) > 400 or sentence.endswith("?") or sentence.count(":") > 2:
+        greek = language_of(sentence) == "el"
+        asked = sentence.endswith("?") or (greek and sentence.endswith(";"))  # Greek's question mark is ";"
+        if len(sentence) < 25 or len(sentence) > 400 or asked or sentence.count(":") > 2:
             continue
         if len(sentence.split()) < 6 and not sentence.endswith("."):  # a title or a list label
             continue
@@ -204,7 +219,8 @@ def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
         values = _values(sentence)
         if not values:
             continue
-        clozes = [(sentence[: m.start()] + "what" + sentence[m.end() :]).rstrip(" .;:") + "?" for m in values]
+        what, mark = ("τι", ";") if greek else ("what", "?")
+        clozes = [(sentence[: m.start()] + what + sentence[m.end() :]).rstrip(" .;:") + mark for m in values]
         found = [m.group(0).strip() for m in values]
         out.append(Fact(_sentence(sentence), chunk, "fact", found[0], where=where, clozes=clozes, cloze_values=found))
     return out
@@ -257,6 +273,44 @@ _PROSE_TEMPLATES = (
     "One more thing: {lc}",
 )
 
+# the same angles in Greek, worded so that no article has to agree with an attribute or a name of unknown gender
+_RECORD_TEMPLATES_EL = (
+    "Τι {a} έχει {e};",
+    "{e}: {a};",
+    "Πείτε μου: {a} για {e}.",
+    "Για {e}, τι {a} ισχύει;",
+    "Ποιο είναι το στοιχείο «{a}» για {e};",
+    "Μπορείτε να μου πείτε {a} για {e};",
+    "Χρειάζομαι {a} για {e}. Τι ισχύει;",
+    "Σύμφωνα με το έγγραφο «{w}», τι {a} έχει {e};",
+    "Ξέρετε τι {a} έχει {e};",
+    "Ψάχνω {e}: τι {a} έχει;",
+)
+_PROSE_TEMPLATES_EL = (
+    "{c}",
+    "Σύμφωνα με το έγγραφο «{w}», {lc}",
+    "{w}: {c}",
+    "Μπορείτε να μου πείτε: {lc}",
+    "Γρήγορη ερώτηση: {lc}",
+    "Ξέρετε; {c}",
+    "Θέλω να ελέγξω κάτι: {lc}",
+    "Απαντήστε από το έγγραφο «{w}»: {lc}",
+    "Θυμίστε μου: {lc}",
+    "Κάτι ακόμα: {lc}",
+)
+# per language: record and prose templates; "is it true that" (a yes/no question), yes, no; which row has it
+_ASK = {
+    "en": (_RECORD_TEMPLATES, _PROSE_TEMPLATES, "Is it true that {s}?", "Yes", "No", "Which {k} has a {a} of {v}?"),
+    "el": (
+        _RECORD_TEMPLATES_EL,
+        _PROSE_TEMPLATES_EL,
+        "Ισχύει ότι {s};",
+        "Ναι",
+        "Όχι",
+        "Ποιο στοιχείο «{k}» έχει {a} {v};",
+    ),
+}
+
 
 def _wrong(value: str, others: list[str], rng: random.Random) -> str:
     """A plausible wrong value: another row's value, else the number changed."""
@@ -278,16 +332,17 @@ def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
         return QA(q, answer or fact.statement, fact.chunk, fact.kind, angle, fact.id, tuple(expect or [fact.value]))
 
     out: list[QA] = []
+    records, proses, true_that, yes, no, which = _ASK.get(language_of(fact.statement), _ASK["en"])
     if fact.kind == "record":
         names = fact.names or [fact.entity]
         out += [
             qa(t.format(a=fact.attribute, e=names[i % len(names)], w=fact.where), "value")
-            for i, t in enumerate(_RECORD_TEMPLATES)
+            for i, t in enumerate(records)
         ]
         if fact.unique and fact.others:  # the value names one row: ask for the row
             out.append(
                 qa(
-                    f"Which {fact.key_name} has a {fact.attribute} of {fact.value}?",
+                    which.format(k=fact.key_name, a=fact.attribute, v=fact.value),
                     "entity",
                     expect=fact.names or [fact.entity],
                 )
@@ -301,14 +356,16 @@ def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
                 "value",
                 expect=[answers[i % len(clozes)]],
             )
-            for i, t in enumerate(_PROSE_TEMPLATES)
+            for i, t in enumerate(proses)
         ]
     claim = fact.statement.rstrip(".")
-    out.append(qa(f"Is it true that {_lc(claim)}?", "yes", f"Yes. {fact.statement}", ["yes"]))
+    out.append(qa(true_that.format(s=_lc(claim)), "yes", f"{yes}. {fact.statement}", [yes.lower()]))
     wrong = _wrong(fact.value, fact.others, rng) if fact.value else ""
-    if wrong and wrong != fact.value and fact.value in claim:
-        false = claim.replace(fact.value, wrong, 1)
-        out.append(qa(f"Is it true that {_lc(false)}?", "no", f"No. {fact.statement}", ["no"]))
+    # the value as a whole token: a "2" in "24 V" is not the delivery time of 2 days
+    alone = re.compile(rf"(?<![\w.,]){re.escape(fact.value)}(?![\w]|[.,]\d)") if fact.value else None
+    if wrong and wrong != fact.value and alone and alone.search(claim):
+        false = alone.sub(lambda _: wrong, claim, count=1)
+        out.append(qa(true_that.format(s=_lc(false)), "no", f"{no}. {fact.statement}", [no.lower()]))
     # keep the yes/no pair and the entity question, fill the rest with value templates in a fixed order
     special = [q for q in out if q.angle != "value"]
     value = [q for q in out if q.angle == "value"]
@@ -333,7 +390,12 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
     """Questions the local model writes for the fact, kept only when they are about it; (kept, rejected)."""
     from expertkit.models.generator import generate_json
 
+    greek = language_of(fact.statement) == "el"
     prompt = PARAPHRASE_PROMPT.format(where=fact.where or "a company document", statement=fact.statement, n=n + 2)
+    if greek:  # the model answers in English unless told: the questions must be in the documents' language
+        prompt += (
+            " Write the questions in Greek, as Greek customers would ask them, ending with the Greek question mark ;"
+        )
     value = generate_json(generator, [{"role": "user", "content": prompt}], PARAPHRASE_SCHEMA, 40 * (n + 2))
     if value is None:
         return [], 0
@@ -343,7 +405,8 @@ def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
         q = " ".join(str(q).split())
         words = _words(q)
         ok = (
-            q.endswith("?")
+            (q.endswith("?") or (greek and q.endswith(";")))
+            and language_of(q) == ("el" if greek else "en")
             and 3 <= len(q.split()) <= 40
             and len(words & facts_words) >= 1  # about this fact
             and norm_question(q) != norm_question(fact.statement)
@@ -567,7 +630,7 @@ def raft_example(
     if position is not None:
         answer = f"{qa.answer.rstrip('.')} [{position + 1}]."
     else:
-        answer = NOT_FOUND if absent == "refuse" else qa.answer
+        answer = NOT_FOUND_IN[language_of(qa.question)] if absent == "refuse" else qa.answer
     return [*messages, {"role": "assistant", "content": answer}], position
 
 
