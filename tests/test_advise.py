@@ -229,3 +229,26 @@ def test_measure_runs_every_route_within_a_small_budget(tmp_path):
     assert out["seconds"] > 0
     report = Path(out["report"])
     assert report.exists() and (report.parent / "advice.json").exists()
+
+
+def test_greek_documents_are_measured_against_greek_generic_text(monkeypatch):
+    """A corpus is compared with everyday text in its own language: per-token perplexity depends on the
+    language and the tokenizer (SmolLM2 cuts Greek into bytes), so Greek chunks against English prose would
+    measure the language, not how specialised the documents are."""
+    import expertkit.advise as advise
+
+    everyday = [
+        "Το καλοκαίρι οι περισσότερες οικογένειες πηγαίνουν διακοπές σε κάποιο νησί ή στο χωριό τους. Τα παιδιά "
+        "κολυμπούν όλη μέρα στη θάλασσα και το βράδυ τρώνε όλοι μαζί στην αυλή κάτω από τα δέντρα.",
+        "Ο φούρνος της γειτονιάς ανοίγει πολύ νωρίς το πρωί. Ο κόσμος αγοράζει ζεστό ψωμί, κουλούρια και "
+        "τυρόπιτες πριν πάει στη δουλειά, και ο φούρναρης ξέρει τους περισσότερους πελάτες με το όνομά τους.",
+    ]
+    assert advise.corpus_language(everyday) == "el" and advise.corpus_language(advise.reference_texts()) == "en"
+    greek, english = advise.reference_texts("el"), advise.reference_texts("en")
+    assert len(greek) == len(english) == 12 and all(advise.language_of(t) == "el" for t in greek)
+    measured = []
+    real = advise.perplexity
+    monkeypatch.setattr(advise, "perplexity", lambda m, t, texts: measured.append(texts) or real(m, t, texts))
+    text, reference = advise.domain_perplexity("smollm2-135m-instruct", everyday)
+    assert sorted(measured[0]) == sorted(everyday) and measured[1:] == [greek]  # (a sample, in its own order)
+    assert text / reference < advise.VERTICAL_RATIO

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expertkit.errors import ExpertkitError
+from expertkit.language import language_of
 from expertkit.private import private_dir
 
 RAG, FT, BOTH = "rag", "fine-tuning", "rag+fine-tuning"
@@ -49,7 +50,12 @@ MANY_FACTS = 150  # separate facts (rows, fields, stated values)
 STRUCTURED_SHARE = 0.5  # share of chunks that are records (rows of tables, CSV, JSON)
 VERTICAL_RATIO = 2.0  # the base model's perplexity on the corpus ÷ on generic text
 AS_GOOD = 0.05  # a route within this accuracy of the best counts as good as the best
-REFERENCE = Path(__file__).parent / "advise_reference.txt"
+# generic text per language, the same twelve paragraphs (everyday topics) written in each; another language
+# is measured against the English one
+REFERENCES = {
+    "en": Path(__file__).parent / "advise_reference.txt",
+    "el": Path(__file__).parent / "advise_reference_el.txt",
+}
 
 
 @dataclass
@@ -127,12 +133,21 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256) -> flo
     return math.exp(total_nll / total_tokens)
 
 
-def reference_texts() -> list[str]:
-    return [p.strip() for p in REFERENCE.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+def reference_texts(language: str = "en") -> list[str]:
+    text = REFERENCES.get(language, REFERENCES["en"]).read_text(encoding="utf-8")
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def corpus_language(texts: list[str]) -> str:
+    """The language most of ``texts`` are in (language.language_of: "el" or "en")."""
+    votes = [language_of(t) for t in texts]
+    return max(set(votes), key=votes.count) if votes else "en"
 
 
 def domain_perplexity(base: str, chunks: list[str], sample: int = 24, seed: int = 0) -> tuple[float, float]:
-    """The base model's perplexity on a stable sample of the corpus's chunks, and on the generic reference."""
+    """The base model's perplexity on a stable sample of the corpus's chunks, and on generic text in the
+    sample's language: a model reads Greek at a higher perplexity than English whatever the domain, so a Greek
+    corpus against English text would look "vertical" for its language alone."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -146,7 +161,8 @@ def domain_perplexity(base: str, chunks: list[str], sample: int = 24, seed: int 
     model.eval()
     rng = random.Random(seed)
     picked = rng.sample(chunks, min(sample, len(chunks)))
-    return perplexity(model, tokenizer, picked), perplexity(model, tokenizer, reference_texts())
+    reference = reference_texts(corpus_language(picked))
+    return perplexity(model, tokenizer, picked), perplexity(model, tokenizer, reference)
 
 
 def profile_workspace(index, settings, base: str, measure_language: bool = True) -> Profile:
