@@ -43,7 +43,8 @@ class EmbedSettings(Section):
     model: str = Field(
         "auto",
         description="auto = the index's own embedder; before a first ingest, multilingual-e5-small when a document "
-        "is not in English, else all-minilm-l6-v2 (English, 3x faster); or a registry name, local folder or hub id",
+        "is not in English, else all-minilm-l6-v2 (English, 2x faster per chunk); or a registry name, local "
+        "folder or hub id",
     )
     batch_size: int = Field(
         0, ge=0, le=4096, description="texts per forward pass; 0 = the backend's best (8 for int8, 64 for torch)"

@@ -53,7 +53,7 @@ def language_of(text: str) -> str:
 
 
 # the commonest short words of English and of the Latin-script languages nearest to it: a text whose words
-# include more of another list's than of English's is not English. No word is in two lists.
+# include more of another list's than of English's is not English. No English word is in another list.
 _FUNCTION_WORDS = {
     "en": "the of and to is in that for with are was this be by as on it not or from have which",
     "de": "der die das und ist nicht ein eine mit den dem zu auf für sich von wird sind oder auch",

@@ -188,7 +188,7 @@ def find_workspace(start: Path | None = None) -> Path | None:
 
 def embedder_for(paths: Sequence[Path]) -> str:
     """The embedder ``embed.model = "auto"`` gives an empty index about to take ``paths``: multilingual-e5-small
-    when any of their documents (a sample of 24) is not in English, else all-MiniLM-L6-v2, 3x faster."""
+    when any of their documents (a sample of 24) is not in English, else all-MiniLM-L6-v2, 2x faster per chunk."""
     from expertkit.ingest.sync import first_foreign_document
     from expertkit.models.registry import resolve
 
