@@ -54,7 +54,8 @@ HERE = Path(__file__).resolve().parent
 KEYED_SETS = {
     "planted": HERE / "data" / "planted",
     "heldout": HERE / "data" / "heldout",
-    "planted-el": HERE / "data" / "planted-el",  # Greek (issue 23)
+    "planted-el": HERE / "data" / "planted-el",  # Greek (issue 23), held out
+    "dev-el": HERE / "data" / "dev-el",  # Greek, examples/corpus-el: the set Greek settings are tuned on
 }
 EMANUAL = HERE.parent.parent / "shared" / "data" / "emanual-tv"
 SCORER = "contains_key: key values matched after numbers, units, dates and times are normalised"

@@ -81,10 +81,13 @@ _NOT_NAME_WORDS = (
 _NOT_NAMES = frozenset(_NOT_NAME_WORDS.split())
 
 
-def number_value(raw: str) -> float | None:
+def number_value(raw: str, point_groups: bool = False) -> float | None:
     """A number as written in English or in continental Europe (Greek, German): 8,000 and 8000; 318.00 and
-    318,00; 1.250,00 and 1,250.00 and 1 250,00 all read as what they mean."""
+    318,00; 1.250,00 and 1,250.00 and 1 250,00 all read as what they mean. ``point_groups``: the text writes
+    thousands with a point (Greek), so a lone 2.395 is 2395, not two and a bit."""
     raw = raw.replace("\u00a0", "").replace(" ", "")
+    if point_groups and re.fullmatch(r"\d{1,3}\.\d{3}", raw):
+        return float(raw.replace(".", ""))
     if "," in raw and "." in raw:  # both: the last one is the decimal mark
         raw = raw.replace(".", "").replace(",", ".") if raw.rfind(",") > raw.rfind(".") else raw.replace(",", "")
     elif raw.count(".") > 1:  # 1.250.000

@@ -80,6 +80,18 @@ _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9, "oct": 10,
     "nov": 11, "dec": 12,
 }  # fmt: skip
+# Greek months, unaccented as normalise_values sees them: the genitive of dates ("14 Απριλίου 2025") and the nominative
+_MONTHS_EL = [
+    "ιανουαρ", "φεβρουαρ", "μαρτ", "απριλ", "μα", "ιουν", "ιουλ", "αυγουστ", "σεπτεμβρ", "οκτωβρ", "νοεμβρ", "δεκεμβρ",
+]  # fmt: skip
+_MONTHS.update({f"{stem}{end}": n for n, stem in enumerate(_MONTHS_EL, start=1) for end in ("ιου", "ιος")})
+_MONTHS.update({"αυγουστου": 8, "αυγουστος": 8})
+# Greek number words from two to twelve ("ένα"/"μία" are also the article "a", so they are left alone)
+_NUMBER_WORDS_EL = {
+    "δυο": 2, "τρεις": 3, "τρια": 3, "τεσσερις": 4, "τεσσερα": 4, "πεντε": 5, "εξι": 6, "επτα": 7, "εφτα": 7,
+    "οκτω": 8, "οχτω": 8, "εννεα": 9, "εννια": 9, "δεκα": 10, "εντεκα": 11, "ενδεκα": 11, "δωδεκα": 12,
+}  # fmt: skip
+_NUMBER_WORD_EL = re.compile(r"(?<![^\W\d_])(" + "|".join(_NUMBER_WORDS_EL) + r")(?![^\W\d_])")
 _MONTH = "(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _ORD = r"(?:st|nd|rd|th)?"
 
@@ -112,9 +124,30 @@ _UNITS = [
     ("ppm", r"ppm|parts\s+per\s+million"),
     ("%", r"%|per\s*cent|pct"),
 ]
-_UNIT_RE = re.compile(r"(?<=\d)(?:\s*-\s*|\s*)(" + "|".join(f"(?:{alt})" for _, alt in _UNITS) + r")(?![a-z0-9])")
+# and in Greek, as normalise_values sees it: lower case, accents dropped ("λεπτά" → "λεπτα")
+_UNITS += [
+    ("min", r"λεπτ(?:α|ων|ο)"),
+    ("h", r"ωρ(?:ες|ων|α)"),
+    ("day", r"(?:η)?μερ(?:ες|ων|α)"),
+    ("week", r"εβδομαδ(?:ες|ων|α)"),
+    ("month", r"μην(?:ες|ων|ας|α)"),
+    ("year", r"χρονι(?:α|ων)|χρον(?:ος|ο|ου)|ετ(?:η|ων|ος)"),
+    ("kg", r"κιλ(?:α|ων|ο)"),
+    ("km", r"χιλιομετρ(?:α|ων|ο)"),
+    ("cm", r"εκατοστ(?:α|ων|ο)"),
+    ("m", r"μετρ(?:α|ων|ο)"),
+    ("l", r"λιτρ(?:α|ων|ο)"),
+    ("°c", r"βαθμ(?:οι|ους|ων|ος|ο)(?:\s+κελσιου)?"),
+    ("a", r"αμπερ"),
+    ("v", r"βολτ"),
+    ("%", r"τοις\s+εκατο"),
+]
+_UNIT_RE = re.compile(
+    r"(?<=\d)(?:\s*-\s*|\s*)(" + "|".join(f"(?:{alt})" for _, alt in _UNITS) + r")(?![a-z0-9\u0370-\u03ff])"
+)
 _UNIT_CANON = [(re.compile(rf"(?:{alt})\Z"), canon) for canon, alt in _UNITS]
-_CURRENCY = r"€|£|\$|eur(?:os?)?|gbp|usd|pounds?(?:\s+sterling)?|dollars?"
+_CURRENCY = r"€|£|\$|eur(?:os?)?|ευρω|gbp|usd|pounds?(?:\s+sterling)?|dollars?"
+_GREEK = re.compile(r"[\u0370-\u03ff]")
 _SPACES = "\u00a0\u2007\u2009\u200a\u202f"
 _DASHES = "\u2212\u2010\u2011\u2012\u2013\u2014\ufe63\uff0d"
 
@@ -201,7 +234,7 @@ def _unit(m: re.Match) -> str:
     return m[0]
 
 
-def normalise_values(text: str) -> str:
+def normalise_values(text: str, greek: bool | None = None) -> str:
     """One spelling for numbers, units, dates and times, lower-cased, for matching short key values.
 
     - minus signs and dashes -> '-'; thin and no-break spaces -> ' '; accents dropped; 'minus 27' -> '-27'
@@ -214,6 +247,9 @@ def normalise_values(text: str) -> str:
     - dates -> ISO ('3 March 2025', 'March 3rd, 2025', '03.03.2025', '2025-3-3' -> '2025-03-03';
       'March 2025' -> '2025-03'); 12-hour times -> 24-hour ('1 pm', '1:00 p.m.' -> '13:00'; '6:00' -> '06:00')
     - plural weekdays -> singular ('Mondays' -> 'monday')
+    - Greek: units ('45 λεπτά' -> '45 min', '36 μηνών' -> '36 month'), months ('14 Απριλίου 2025' -> '2025-04-14'),
+      number words from two to twelve ('έξι' -> '6'), 'ευρώ' as a currency, and '2.395' as 2395 where the text is
+      Greek (``greek`` None) or ``greek`` says so: Greek groups thousands with a point
     """
     for ch in _DASHES:
         text = text.replace(ch, "-")
@@ -233,7 +269,8 @@ def normalise_values(text: str) -> str:
     text = re.sub(r"(?<![\d-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d])", lambda m: _iso(m[1], int(m[2]), m[3]), text)
     # number words, then signs
     text = _NUMBER_RUN.sub(lambda m: _words_to_numbers(m[0]), text)
-    text = re.sub(r"\bminus\s+(?=\d)", "-", text)
+    text = _NUMBER_WORD_EL.sub(lambda m: str(_NUMBER_WORDS_EL[m[1]]), text)
+    text = re.sub(r"\bminus\s+(?=\d)", "-", text)  # not Greek "μείον": "όλο το ποσό μείον 5 €" is "less 5 €"
     # digit grouping: '1 400' / '1.400,00' / '1.400.000' / '1,400.5'; then a decimal comma
     # a plain space only where nothing else reads as a list, a code or a phone number: not 'HL-424 600', '85 204 7730'
     text = re.sub(
@@ -244,7 +281,9 @@ def normalise_values(text: str) -> str:
         lambda m: m[0].replace(".", "").replace(",", "."),
         text,
     )
-    text = re.sub(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?![\d.,]?\d)", lambda m: m[0].replace(".", ""), text)
+    # '1.400.000' anywhere; '2.395' where the text is Greek, which groups thousands with a point
+    grouped = r"{1,}" if (_GREEK.search(text) if greek is None else greek) else r"{2,}"
+    text = re.sub(rf"(?<![\d.,])\d{{1,3}}(?:\.\d{{3}}){grouped}(?![\d.,]?\d)", lambda m: m[0].replace(".", ""), text)
     text = re.sub(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]|\.\d)", lambda m: m[0].replace(",", ""), text)
     text = re.sub(r"(?<![\d.,])(\d+),(\d{1,2})(?![\d]|[.,]\d)", r"\1.\2", text)
     text = re.sub(r"(?<![\d.])\d+\.\d+(?![\d]|\.\d)", _decimal, text)
@@ -278,7 +317,8 @@ def normalise_values(text: str) -> str:
 def contains_key(answer: str, key: str) -> bool:
     """Whether the answer states the key value, after `normalise_values` on both. The key must stand on its own:
     '85' is not in '1850' or '85.5', and '17' is not in '-17'."""
-    a, k = normalise_values(answer), normalise_values(key)
+    greek = bool(_GREEK.search(answer))  # the key is read as the answer's language writes numbers: '3.500' = 3500
+    a, k = normalise_values(answer), normalise_values(key, greek)
     if not k:
         return False
     left = r"(?<!\w)" if k[0].isalnum() else ""
