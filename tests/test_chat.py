@@ -56,6 +56,9 @@ def test_a_follow_up_that_points_at_nothing_is_searched_as_it_is(session, monkey
     assert session.standalone("What colour is the chairman's yacht?") == "What colour is the chairman's yacht?"
     assert points_back("How often is it checked?") and points_back("And for the NV-200 series?")
     assert points_back("what about tools?") and not points_back("What is the NV-200 warranty?")
+    # in Greek, with or without accents
+    assert points_back("Και για την ΑΨ-250;") and points_back("ποσο κοστιζει αυτο;") and points_back("Κι εκείνη;")
+    assert not points_back("Πόσο κοστίζει η βιτρίνα ΑΨ-180;")
 
 
 def test_history_carries_no_stale_citation_numbers(session):

@@ -463,3 +463,22 @@ def test_the_auto_embedder_is_english_for_english_documents_and_multilingual_for
     assert json.loads(result.output)["results"][0]["source"].endswith("syntirisi-vitrinon-avra.md")
     mixed = runner.invoke(app, ["search", question, "-w", str(ws), "--set", "embed.model=all-minilm-l6-v2"])
     assert "built with embedder 'multilingual-e5-small'" in str(mixed.exception)
+
+
+def test_the_labels_around_a_greek_answer_are_greek(capsys, monkeypatch):
+    """The answer, the note that it is a quote and where each citation points come in the asker's language."""
+    from rich.console import Console
+
+    from expertkit.cli import answer as cli_answer
+    from expertkit.rag import Answer, Citation
+
+    monkeypatch.setattr(cli_answer, "console", Console(width=200, no_color=True))
+    cite = Citation(1, "c1", "/ws/docs/deltio.pdf", 2, None, None, "Ο EV-35B αποστέλλεται δωρεάν.", True)
+    quoted = Answer("Πόσο κοστίζει ο EV-35B;", "“Ο EV-35B αποστέλλεται δωρεάν.” [1]", True, citations=[cite],
+                    extractive=True, language="el")  # fmt: skip
+    cli_answer._print_answer(quoted, streamed=False)
+    out = capsys.readouterr().out
+    assert "παράθεση από τα αποσπάσματα" in out and "deltio.pdf σ.2" in out and "quoted" not in out
+    uncited = Answer("Πόσο;", "Πολύ.", True, unsupported=["Πολύ."], language="el")
+    cli_answer._print_answer(uncited, streamed=False)
+    assert "χωρίς στήριξη: η απάντηση δεν παραπέμπει" in capsys.readouterr().out

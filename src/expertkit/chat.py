@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+import unicodedata
 from pathlib import Path
 
 from expertkit.index.base import Filters
@@ -15,7 +16,7 @@ from expertkit.private import open_private, private_dir
 from expertkit.rag import RAG, Answer, strip_citations
 
 REWRITE_PROMPT = (
-    "Rewrite the follow-up question so that it can be understood without the conversation. "
+    "Rewrite the follow-up question so that it can be understood without the conversation, in its own language. "
     'Reply with a JSON object: {{"question": "..."}}\n\nConversation:\n{history}\n\nFollow-up question: {question}'
 )
 REWRITE_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
@@ -106,12 +107,20 @@ _REFERS = frozenset(
     | {"she", "her", "hers", "one", "ones", "same", "other", "former", "latter"}
 )
 _CONTINUES = ("and ", "what about ", "how about ", "also ", "but ", "or ", "same ")
+# and in Greek, unaccented as points_back compares them: αυτό/αυτή/αυτά/αυτού/αυτής..., εκείνο..., "το ίδιο";
+# "και για το ΑΨ-250;", "κι αυτό;", "τι γίνεται με…", "όσο για…", "επίσης…"
+_REFERS_EL = frozenset(
+    {"αυτο", "αυτος", "αυτη", "αυτα", "αυτοι", "αυτες", "αυτου", "αυτης", "αυτων", "αυτον", "αυτην", "αυτους"}
+    | {"εκεινο", "εκεινος", "εκεινη", "εκεινα", "εκεινου", "εκεινης", "ιδιο", "ιδια", "ιδιος", "αλλο", "αλλα"}
+)
+_CONTINUES_EL = ("και ", "κι ", "τι γινεται με ", "οσο για ", "επισης ", "αλλα ", "η για ", "ενω ")
 
 
 def points_back(question: str) -> bool:
     """Whether a follow-up leans on the conversation ("and for the NV-200?", "how often is it checked?")."""
     words = _normal(question)
-    return bool(_REFERS & set(words.split())) or (words + " ").startswith(_CONTINUES)
+    plain = "".join(c for c in unicodedata.normalize("NFD", words) if not unicodedata.combining(c))
+    return bool((_REFERS | _REFERS_EL) & set(plain.split())) or (plain + " ").startswith(_CONTINUES + _CONTINUES_EL)
 
 
 def _normal(text: str) -> str:

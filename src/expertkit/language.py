@@ -29,6 +29,15 @@ EXPLAIN = {
         "not_stated": "the passages closest to the question do not state it: {where}",
         "label": "Not found in the documents",
         "checked": "Checked against the documents",
+        # the labels around an answer (cli/answer.py, the server's text answer)
+        "sources": "Sources",
+        "page": "page {n}",
+        "p": "p.{n}",
+        "quoted": "quoted from the passages: the model's own answer was empty or not supported by them",
+        "uncited": "unsupported: the answer cites no passage",
+        "unsupported": "unsupported",
+        "attributed": "attributed by expertkit",
+        "irrelevant": "no passage in the documents is relevant enough to answer from",
     },
     "el": {
         "missing": "κανένα απόσπασμα δεν αναφέρει {what}",
@@ -41,6 +50,14 @@ EXPLAIN = {
         "not_stated": "τα αποσπάσματα που είναι πιο κοντά στην ερώτηση δεν το αναφέρουν: {where}",
         "label": "Δεν βρέθηκε στα έγγραφα",
         "checked": "Ελέγχθηκε στα έγγραφα",
+        "sources": "Πηγές",
+        "page": "σελίδα {n}",
+        "p": "σ.{n}",
+        "quoted": "παράθεση από τα αποσπάσματα: η απάντηση του μοντέλου ήταν κενή ή δεν τη στήριζαν τα αποσπάσματα",
+        "uncited": "χωρίς στήριξη: η απάντηση δεν παραπέμπει σε κανένα απόσπασμα",
+        "unsupported": "χωρίς στήριξη",
+        "attributed": "η παραπομπή δόθηκε από το expertkit",
+        "irrelevant": "κανένα απόσπασμα των εγγράφων δεν είναι αρκετά σχετικό για να απαντήσει",
     },
 }
 

@@ -688,3 +688,18 @@ def test_the_web_chat_never_shows_another_groups_passage(served, browser):
         assert "231,400" not in answer.inner_text() and "salaries.md" not in answer.inner_text()
     finally:
         page.close()
+
+
+def test_a_greek_answer_lists_its_sources_under_greek_labels_and_a_follow_up_reads_past_them():
+    from expertkit.rag import Answer, Citation
+    from expertkit.serve.app import _SOURCES_START, _sources_text
+
+    cite = Citation(1, "c1", "/ws/docs/timokatalogos.pdf", 3, "Τιμές", None, "ΣΑ-08: 412,50 €", False)
+    greek = Answer("Πόσο κοστίζει ο ΣΑ-08;", "Κοστίζει 412,50 € [1].", True, citations=[cite], language="el")
+    text = _sources_text(greek, Path("/ws"))
+    assert text == "\n\nΠηγές:\n[1] docs/timokatalogos.pdf, σελίδα 3, § Τιμές: “ΣΑ-08: 412,50 €”"
+    english = Answer("What does the SA-08 cost?", "412.50 € [1].", True, citations=[cite])
+    assert _sources_text(english, Path("/ws")).startswith("\n\nSources:\n[1] docs/timokatalogos.pdf, page 3, ")
+    # a client sends the earlier answer back with its sources: the history keeps the answer alone
+    assert _SOURCES_START.split(greek.answer + text)[0] == greek.answer
+    assert _SOURCES_START.split(english.answer + "\n\nSources:\n[1] x")[0] == english.answer

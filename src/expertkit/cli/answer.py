@@ -29,6 +29,7 @@ from expertkit.cli.common import (
     err,
 )
 from expertkit.errors import ExpertkitError
+from expertkit.language import say
 
 
 @app.command()
@@ -99,25 +100,26 @@ def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
         console.print()
     if not shown and (not streamed or answer.answer != answer.model_answer.strip()):
         console.print(escape(answer.answer))
+    lang = answer.language  # the labels that carry the answer are in the question's language
     if answer.extractive:
-        console.print(
-            "[yellow]quoted from the passages: the model's own answer was empty or not supported by them[/yellow]"
-        )
+        console.print(f"[yellow]{say(lang, 'quoted')}[/yellow]")
     if answer.finish_reason == "interrupted":
         console.print("[yellow]interrupted: the answer above is partial[/yellow]")
     if not answer.rag:
         console.print("[dim]bare model, no retrieval (--no-rag): nothing to cite[/dim]")
     elif not answer.found:
-        why = answer.explanation or "no passage in the documents is relevant enough to answer from"
+        why = answer.explanation or say(lang, "irrelevant")
         console.print(f"[dim]{escape(why)}[/dim]")
     elif not answer.citations:
-        console.print("[yellow]unsupported: the answer cites no passage[/yellow]")
+        console.print(f"[yellow]{say(lang, 'uncited')}[/yellow]")
     for c in answer.citations:
         where = (
-            _display_path(c.source) + (f" p.{c.page}" if c.page else "") + (f" #{c.record_id}" if c.record_id else "")
+            _display_path(c.source)
+            + (f" {say(lang, 'p', n=str(c.page))}" if c.page else "")
+            + (f" #{c.record_id}" if c.record_id else "")
         )
         where += f" § {c.section}" if c.section else ""
-        how = " [dim](attributed by expertkit)[/dim]" if c.attributed and not answer.extractive else ""
+        how = f" [dim]({say(lang, 'attributed')})[/dim]" if c.attributed and not answer.extractive else ""
         quote = "" if answer.extractive else f"\n      [dim]“{escape(c.quote)}”[/dim]"  # the answer is the quote
         console.print(f"  [bold cyan][{c.number}][/bold cyan] {escape(where)}{how}{quote}")
     if answer.invalid_citations:
@@ -127,7 +129,7 @@ def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
         )
     if answer.citations and answer.unsupported:
         for sentence in answer.unsupported:
-            console.print(f"[yellow]  unsupported:[/yellow] {escape(sentence)}")
+            console.print(f"[yellow]  {say(lang, 'unsupported')}:[/yellow] {escape(sentence)}")
     t = answer.timings
     if t:
         parts = [

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -42,13 +43,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from expertkit.config import ServeSettings
 from expertkit.errors import ExpertkitError, GeneratorError
-from expertkit.language import say
+from expertkit.language import LANGUAGES, say
 from expertkit.models.generator import Generator, accepts
 from expertkit.rag import RAG, Answer, is_not_found, strip_citations
 
 EXPERT_ID = "expertkit"
 log = logging.getLogger("expertkit.serve")
-SOURCES_HEADING = "Sources:"
+SOURCES_HEADING = "Sources:"  # and "Πηγές:" under a Greek answer (language.EXPLAIN)
+# where a client's copy of an earlier answer ends and its sources begin, in any language expertkit answers in
+_SOURCES_START = re.compile("\n\n(?:" + "|".join(re.escape(say(lang, "sources")) for lang in LANGUAGES) + "):\n")
 
 
 class TextPart(BaseModel):
@@ -709,7 +712,7 @@ def _answer(rag: RAG, messages: list[dict[str, str]], caller: Caller, n_new: int
     question = messages[-1]["content"]
     turns = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]  # the expert keeps its own system prompt
     history = [
-        {"role": m["role"], "content": strip_citations(m["content"].split(f"\n\n{SOURCES_HEADING}\n")[0])}
+        {"role": m["role"], "content": strip_citations(_SOURCES_START.split(m["content"])[0])}
         for m in turns[-2 * HISTORY_TURNS :]
     ]
     previous = next((m["content"] for m in reversed(turns) if m["role"] == "user"), None)
@@ -795,10 +798,10 @@ def _explained(answer: Answer) -> str:
     return f"{answer.answer} {why[0].upper()}{why[1:]}."
 
 
-def _where(c: dict[str, Any]) -> str:
+def _where(c: dict[str, Any], lang: str = "en") -> str:
     parts = [c["source"]]
     if c["page"]:
-        parts.append(f"page {c['page']}")
+        parts.append(say(lang, "page", n=str(c["page"])))
     if c["record_id"]:
         parts.append(c["record_id"])  # already says what it is: "row 3", "record 12"
     if c["section"]:
@@ -811,8 +814,8 @@ def _sources_text(answer: Answer, root: Path | None) -> str:
     cites = _citation_fields(answer, root)
     if not cites:
         return ""
-    lines = [f"[{c['number']}] {_where(c)}: “{c['quote']}”" for c in cites]
-    return f"\n\n{SOURCES_HEADING}\n" + "\n".join(lines)
+    lines = [f"[{c['number']}] {_where(c, answer.language)}: “{c['quote']}”" for c in cites]
+    return f"\n\n{say(answer.language, 'sources')}:\n" + "\n".join(lines)
 
 
 def _stream_tail(draft: str, answer: Answer, root: Path | None) -> str:
