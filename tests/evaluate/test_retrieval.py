@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from expertkit.cli import app
+from expertkit.errors import ExpertkitError
 from expertkit.evaluate.beir import load_beir
 from tests.conftest import rendered_images, shared_set
 
@@ -102,3 +103,21 @@ def test_beir_loader_reads_split_and_answers():
 def test_missing_beir_files_are_named(tmp_path):
     result = runner.invoke(app, ["eval", "retrieval", "--beir", str(tmp_path), "--json"])
     assert result.exit_code != 0
+
+
+def test_a_beir_file_of_another_shape_is_named_in_one_line(tmp_path):
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "The pump runs."}\n')
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "What runs?"}\n')
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (tmp_path / "answers.jsonl").write_text('{"_id": "q1", "gold": "The pump."}\n')  # "gold", not "answer"
+    args = ["eval", "retrieval", "--beir", str(tmp_path), "-w", str(tmp_path / "ws"), "--json"]
+    result = runner.invoke(app, args)
+    # an ExpertkitError: `expertkit` (cli.main) prints it as one line and exits 2
+    assert isinstance(result.exception, ExpertkitError) and "\n" not in str(result.exception)
+    assert "answers.jsonl line 1 has no 'answer'" in str(result.exception)
+    (tmp_path / "answers.jsonl").unlink()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, ExpertkitError)
+    assert "test.tsv line 2: the score 'high' is not a whole number" in str(result.exception)

@@ -33,22 +33,39 @@ def load_beir(root: Path, split: str = "test") -> BeirSet:
             )
     qrels: dict[str, dict[str, int]] = {}
     with qrels_path.open(encoding="utf-8") as fh:
-        for row in csv.reader(fh, delimiter="\t"):
+        for number, row in enumerate(csv.reader(fh, delimiter="\t"), start=1):
             if len(row) < 3 or row[0] == "query-id":
                 continue
+            if not row[2].strip().lstrip("-").isdigit():
+                raise ExpertkitError(
+                    f"{qrels_path} line {number}: the score {row[2]!r} is not a whole number (query-id, corpus-id, "
+                    "score, tab-separated)"
+                )
             qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    queries = {}
-    with (root / "queries.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                q = json.loads(line)
-                if q["_id"] in qrels:
-                    queries[q["_id"]] = q["text"]
+    queries = {q["_id"]: q["text"] for q in _lines(root / "queries.jsonl", ("_id", "text")) if q["_id"] in qrels}
     answers = {}
     if (root / "answers.jsonl").exists():
-        with (root / "answers.jsonl").open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    a = json.loads(line)
-                    answers[a["_id"]] = a["answer"]
+        answers = {a["_id"]: a["answer"] for a in _lines(root / "answers.jsonl", ("_id", "answer"))}
     return BeirSet(root, queries, {q: qrels[q] for q in queries}, answers)
+
+
+def _lines(path: Path, needed: tuple[str, ...]) -> list[dict]:
+    """The JSON objects of a JSON Lines file, each with the ``needed`` fields; a line that is not one is named in
+    one line that says what it must hold."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ExpertkitError(f"{path} line {number} is not JSON ({exc.msg}): fix or remove it") from None
+            missing = [k for k in needed if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise ExpertkitError(
+                    f"{path} line {number} has no {', '.join(repr(k) for k in missing)}: a BEIR {path.name} line is "
+                    f"an object with {', '.join(repr(k) for k in needed)}"
+                )
+            out.append(item)
+    return out
