@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expertkit.models.llamacpp import free_port  # noqa: F401 - tests take it from here
+from expertkit.system import free_port  # noqa: F401 - tests take it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -105,8 +105,9 @@ def test_unknown_mode_is_a_config_error(sample_index, embedder):
 @pytest.fixture(scope="module")
 def llama(request):
     """A llama-server per model name, started once for the module."""
-    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer, free_port
+    from expertkit.models.llamacpp import LlamaCppGenerator, LlamaServer
     from expertkit.models.registry import resolve
+    from expertkit.system import free_port
 
     servers = {}
 

@@ -10,8 +10,9 @@ import pytest
 
 import expertkit.models.onnx_int8 as onnx_int8
 from expertkit.errors import ConfigError
-from expertkit.models.embedder import Embedder, auto_dtype, cpu_has_amx
+from expertkit.models.embedder import Embedder, auto_dtype
 from expertkit.models.registry import resolve
+from expertkit.system import cpu_has_amx
 
 PASSAGES = [
     "Opened items can be returned within 30 days; a restocking fee of 15 percent of the price applies.",

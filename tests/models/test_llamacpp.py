@@ -23,12 +23,12 @@ from expertkit.models.generator import choose_backend, make_generator
 from expertkit.models.llamacpp import (
     LlamaCppGenerator,
     LlamaServer,
-    physical_cores,
     read_runtime,
     start_runtime,
     stop_runtime,
 )
 from expertkit.models.registry import resolve
+from expertkit.system import physical_cores
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "smollm2-135m-instruct"

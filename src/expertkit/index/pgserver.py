@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from expertkit.errors import WorkspaceError
+from expertkit.system import free_port
 
 DATABASE = "expertkit"
 ROLE = "expertkit"
@@ -43,12 +44,6 @@ def bin_dir() -> Path:
     if on_path:
         return Path(on_path).parent
     raise WorkspaceError(f"no PostgreSQL server binaries found: {INSTALL_HINT}")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _service_user() -> str | None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -12,27 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from expertkit.models.registry import REGISTRY, ModelSpec, resolve
+from expertkit.system import cpu_has_amx
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_has_amx() -> bool:
-    """True where the CPU has AMX tiles for bf16 matrix products (Sapphire Rapids and later)."""
-    return "amx_bf16" in _cpu_flags()
 
 
 def auto_dtype(path: str | Path) -> str:

@@ -17,7 +17,6 @@ verdict is cached per CPU (``engines.json`` in the model cache), so the failed t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from expertkit.errors import ConfigError, ModelNotInstalledError
 from expertkit.models.registry import model_cache_dir, module_dir
+from expertkit.system import cpu_flags, cpu_key, cpu_name
 
 XLLAMACPP = "xllamacpp"
 USER_BINARY = "llama-server"
@@ -62,32 +62,6 @@ class Engine:
 
 
 # -- the CPU ----------------------------------------------------------------------------------------------
-
-
-def _cpuinfo(*keys: str) -> str | None:
-    """The first /proc/cpuinfo value under one of ``keys``; None where there is none (macOS, Windows)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in keys:
-                return value.strip()
-    return None
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux names them (``flags`` on x86, ``Features`` on ARM); empty where
-    they cannot be read."""
-    return set((_cpuinfo("flags", "Features") or "").split())
-
-
-def cpu_name() -> str:
-    return _cpuinfo("model name", "Model", "CPU part") or platform.processor() or platform.machine()
-
-
-def cpu_key() -> str:
-    """One CPU class: its name and feature flags (a VM that hides AVX-512 on the same chip is another)."""
-    text = f"{platform.machine()}|{cpu_name()}|{' '.join(sorted(cpu_flags()))}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # -- the engines installed ----------------------------------------------------------------------------------

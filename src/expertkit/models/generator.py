@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from expertkit.errors import GeneratorError, ModelNotInstalledError, require
-from expertkit.models.embedder import cpu_has_native_bf16
 from expertkit.models.registry import REGISTRY, is_gguf, model_cache_dir, resolve
+from expertkit.system import cpu_has_native_bf16
 
 Messages = list[dict[str, str]]
 OnToken = Callable[[str], None]

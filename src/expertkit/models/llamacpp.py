@@ -40,6 +40,7 @@ from expertkit.models import engines
 from expertkit.models.engines import Engine
 from expertkit.models.generator import Generation, Messages, OnToken, OpenAIGenerator
 from expertkit.private import open_private
+from expertkit.system import free_port, physical_cores
 
 RUNTIME_FILE = "runtime.json"
 CORS_ENV = "LLAMA_ARG_CORS_ORIGINS"  # llama-server's --cors-origins (builds before it ignore the variable)
@@ -47,24 +48,6 @@ CORS_ENV = "LLAMA_ARG_CORS_ORIGINS"  # llama-server's --cors-origins (builds bef
 # one inherited from the user's environment would be a second key that opens the server
 KEY_ENV_PREFIXES = ("LLAMA_API_KEY", "LLAMA_ARG_API_KEY")
 DOCTOR = "run `expertkit doctor` to see which engine runs on this machine"
-
-
-def physical_cores() -> int:
-    """Cores this process may use, counting SMT siblings once: llama.cpp decodes slower with hyperthreads."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in allowed:
-        try:
-            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_cpus_list").read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _find_prctl():

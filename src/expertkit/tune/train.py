@@ -23,9 +23,9 @@ from pathlib import Path
 
 from expertkit.config import TuneSettings
 from expertkit.errors import TrainingError, require
-from expertkit.models.embedder import cpu_has_amx
 from expertkit.models.lineage import LINEAGE_FILE, base_fingerprint, replace_dir
 from expertkit.private import private_dir
+from expertkit.system import cpu_has_amx
 from expertkit.tune.data import TrainingData, tokenize_examples
 
 COMPLETE = "expertkit-complete"  # written into a checkpoint once it is fully on disk
