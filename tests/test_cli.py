@@ -482,3 +482,11 @@ def test_the_labels_around_a_greek_answer_are_greek(capsys, monkeypatch):
     uncited = Answer("Πόσο;", "Πολύ.", True, unsupported=["Πολύ."], language="el")
     cli_answer._print_answer(uncited, streamed=False)
     assert "χωρίς στήριξη: η απάντηση δεν παραπέμπει" in capsys.readouterr().out
+
+
+def test_output_to_a_pipe_is_not_wrapped_at_80_columns(tmp_path):
+    """A path, a DSN or a command printed for another program stays on one line."""
+    long = tmp_path / ("a-folder-whose-name-alone-runs-past-eighty-columns-" * 2) / "ws"
+    result = run("init", str(long), env={"COLUMNS": ""})  # no width given: 80 columns, had it been wrapped
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote {long / 'expertkit.toml'}\n" in result.stdout

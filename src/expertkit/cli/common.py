@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -47,8 +48,10 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-err = Console(stderr=True)
+# output that is not a terminal (a file, a pipe, another program) is not wrapped at 80 columns: a DSN or a path
+# stays on its line
+console = Console(soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 WorkspaceOpt = Annotated[
     Path | None,
