@@ -254,3 +254,17 @@ def test_greek_documents_are_measured_against_greek_generic_text(monkeypatch):
     text, reference = advise.domain_perplexity("smollm2-135m-instruct", everyday)
     assert sorted(measured[0]) == sorted(everyday) and measured[1:] == [greek]  # (a sample, in its own order)
     assert text / reference < advise.VERTICAL_RATIO
+
+
+def test_one_sync_is_a_table_row_and_several_a_plot(tmp_path):
+    """A plot is drawn only where it has something to show: one sync is one point."""
+    from expertkit.advise import Advice, build_report
+
+    once = profile(history=[{"sources": 7, "changed": 7}])
+    report = build_report(Advice(RAG, ["small"], once, "quick"), tmp_path / "once")
+    html = report.read_text()
+    assert not (tmp_path / "once" / "syncs.png").exists() and "syncs.png" not in html
+    assert "<td>1</td>" in html.replace('<td class="num">', "<td>") and "changed (added+updated+removed)" in html
+    twice = profile(syncs=2, history=[{"sources": 7, "changed": 7}, {"sources": 8, "changed": 2}])
+    build_report(Advice(RAG, ["small"], twice, "quick"), tmp_path / "twice")
+    assert (tmp_path / "twice" / "syncs.png").exists()

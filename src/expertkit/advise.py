@@ -557,11 +557,14 @@ def build_report(advice: Advice, folder: Path) -> Path:
         ["automated workflow (advise.workflow)", str(p.workflow).lower()],
     ]  # fmt: skip
     corpus = Section("The corpus", tables=[Table(["figure", "value"], corpus_rows)])
-    if p.history:
+    if len(p.history) > 1:  # one sync is one point: a table says it better than a plot
         corpus.figures.append(Figure("syncs", "Sources added, changed and removed per sync", line_chart(
             {"changed (added+updated+removed)": [(i + 1, h["changed"]) for i, h in enumerate(p.history)],
              "sources": [(i + 1, h["sources"]) for i, h in enumerate(p.history)]},
-            "Sync history", "sync", "sources")))  # fmt: skip
+            "Sync history", "sync", "sources", counts=True)))  # fmt: skip
+    elif p.history:
+        corpus.tables.append(Table(["sync", "sources", "changed (added+updated+removed)"],
+                                   [["1", str(p.history[0]["sources"]), str(p.history[0]["changed"])]]))  # fmt: skip
     sections.append(corpus)
     criteria = Section("The criteria", tables=[Table(["situation", "route"], [[s, r] for s, r in CRITERIA.values()])])
     sections.append(criteria)

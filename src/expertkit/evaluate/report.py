@@ -92,9 +92,15 @@ def bar_chart(
 
 
 def line_chart(
-    series: dict[str, Sequence[tuple[float, float]]], title: str, xlabel: str, ylabel: str, percent: bool = False
+    series: dict[str, Sequence[tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    percent: bool = False,
+    counts: bool = False,
 ) -> bytes:
-    """One line per series of (x, y) points."""
+    """One line per series of (x, y) points; ``counts``: both axes count things, so their ticks are whole numbers
+    and the y axis starts at 0 (a flat series is not blown up to fill the plot)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for name, points in series.items():
@@ -107,6 +113,12 @@ def line_chart(
     ax.set_ylabel(ylabel)
     if percent:
         ax.set_ylim(0, 105)
+    if counts:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend()
