@@ -7,7 +7,11 @@ Run: .venv/bin/python benchmarks/data/heldout/make_binary.py
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/data: the shared writers
+from binary_docs import BinaryDocs  # noqa: E402
 
 HERE = Path(__file__).parent / "corpus"
 PDF_NAME = "kneadwell-mixer-manual.pdf"
@@ -162,59 +166,22 @@ TERMS = [
 ]
 
 
-def make_pdf(path: Path) -> None:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_title(MANUAL_TITLE)
-    pdf.set_author("Tessendry Bakery Systems B.V.")
-    for title, paragraphs in MANUAL:
-        pdf.add_page()
-        pdf.set_font("helvetica", "B", 15)
-        pdf.start_section(title, level=0)
-        pdf.cell(0, 10, title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("helvetica", size=11)
-        for paragraph in paragraphs:
-            pdf.multi_cell(0, 6, paragraph, new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(4)
-    pdf.output(str(path))
-
-
-def make_docx(path: Path) -> None:
-    import docx
-
-    d = docx.Document()
-    d.core_properties.title = TERMS_TITLE
-    d.add_heading(TERMS_TITLE, 0)
-    d.add_paragraph(TERMS_INTRO)
-    for heading, paragraphs, table in TERMS:
-        d.add_heading(heading, 1)
-        for paragraph in paragraphs:
-            d.add_paragraph(paragraph)
-        if table is not None:
-            header, rows = table
-            t = d.add_table(rows=1, cols=len(header))
-            for cell, text in zip(t.rows[0].cells, header, strict=True):
-                cell.text = text
-            for row in rows:
-                for cell, text in zip(t.add_row().cells, row, strict=True):
-                    cell.text = text
-    d.save(str(path))
+DOCS = BinaryDocs(
+    HERE,
+    PDF_NAME,
+    MANUAL_TITLE,
+    "Tessendry Bakery Systems B.V.",
+    MANUAL,
+    DOCX_NAME,
+    TERMS_TITLE,
+    TERMS_INTRO,
+    TERMS,
+)
 
 
 def all_text() -> dict[str, str]:
-    """The text of each binary document, for checking question keys without a PDF or DOCX reader."""
-    pdf = [MANUAL_TITLE] + [t for title, paras in MANUAL for t in [title, *paras]]
-    docx = [TERMS_TITLE, TERMS_INTRO]
-    for heading, paragraphs, table in TERMS:
-        docx += [heading, *paragraphs]
-        if table is not None:
-            docx += [" ".join(table[0])] + [" ".join(r) for r in table[1]]
-    return {PDF_NAME: "\n".join(pdf), DOCX_NAME: "\n".join(docx)}
+    return DOCS.all_text()
 
 
 if __name__ == "__main__":
-    HERE.mkdir(parents=True, exist_ok=True)
-    make_pdf(HERE / PDF_NAME)
-    make_docx(HERE / DOCX_NAME)
-    print("wrote", HERE / PDF_NAME, HERE / DOCX_NAME)
+    DOCS.write()

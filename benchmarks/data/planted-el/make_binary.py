@@ -11,21 +11,16 @@ Run: .venv/bin/python benchmarks/data/planted-el/make_binary.py
 
 from __future__ import annotations
 
-import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/data: the shared writers
+from binary_docs import BinaryDocs  # noqa: E402
 
 HERE = Path(__file__).parent / "corpus"
 PDF_NAME = "odigos-asfaleias-garaz.pdf"
 DOCX_NAME = "oroi-synergasias-metaforikon.docx"
-
-_FONT_DIRS = [
-    "/usr/share/fonts/truetype/dejavu",
-    "/usr/share/fonts/dejavu",
-    "/usr/share/fonts/TTF",
-    "/Library/Fonts",
-    "C:/Windows/Fonts",
-]
 
 # -- PDF: garage safety guide for lorry drivers (one page and one bookmark per section) -------------------------
 
@@ -170,73 +165,24 @@ TERMS = [
 ]
 
 
-def _font(env: str, name: str) -> str:
-    path = os.environ.get(env)
-    if path:
-        return path
-    for folder in _FONT_DIRS:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return str(candidate)
-    raise SystemExit(f"no {name} found; install fonts-dejavu-core or set {env}=/path/to/a/greek/font.ttf")
-
-
-def make_pdf(path: Path) -> None:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_font("greek", "", _font("EXPERTKIT_GREEK_TTF", "DejaVuSans.ttf"))
-    pdf.add_font("greek", "B", _font("EXPERTKIT_GREEK_TTF_BOLD", "DejaVuSans-Bold.ttf"))
-    pdf.set_title(GUIDE_TITLE)
-    pdf.set_author("Ναυτιλιακή Ασπρονησίου Α.Ε.")
-    pdf.set_creation_date(datetime(2025, 10, 1, tzinfo=UTC))  # the same bytes on every run
-    for title, paragraphs in GUIDE:
-        pdf.add_page()
-        pdf.set_font("greek", "B", 15)
-        pdf.start_section(title, level=0)
-        pdf.cell(0, 10, title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("greek", size=11)
-        for paragraph in paragraphs:
-            pdf.multi_cell(0, 6, paragraph, new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(4)
-    pdf.output(str(path))
-
-
-def make_docx(path: Path) -> None:
-    import docx
-
-    d = docx.Document()
-    d.core_properties.title = TERMS_TITLE
-    d.add_heading(TERMS_TITLE, 0)
-    d.add_paragraph(TERMS_INTRO)
-    for heading, paragraphs, table in TERMS:
-        d.add_heading(heading, 1)
-        for paragraph in paragraphs:
-            d.add_paragraph(paragraph)
-        if table is not None:
-            header, rows = table
-            t = d.add_table(rows=1, cols=len(header))
-            for cell, text in zip(t.rows[0].cells, header, strict=True):
-                cell.text = text
-            for row in rows:
-                for cell, text in zip(t.add_row().cells, row, strict=True):
-                    cell.text = text
-    d.save(str(path))
+DOCS = BinaryDocs(
+    HERE,
+    PDF_NAME,
+    GUIDE_TITLE,
+    "Ναυτιλιακή Ασπρονησίου Α.Ε.",
+    GUIDE,
+    DOCX_NAME,
+    TERMS_TITLE,
+    TERMS_INTRO,
+    TERMS,
+    fonts=(("EXPERTKIT_GREEK_TTF", "DejaVuSans.ttf"), ("EXPERTKIT_GREEK_TTF_BOLD", "DejaVuSans-Bold.ttf")),
+    created=datetime(2025, 10, 1, tzinfo=UTC),  # the same bytes on every run
+)
 
 
 def all_text() -> dict[str, str]:
-    """The text of each binary document, for checking question keys without a PDF or DOCX reader."""
-    pdf = [GUIDE_TITLE] + [t for title, paras in GUIDE for t in [title, *paras]]
-    docx = [TERMS_TITLE, TERMS_INTRO]
-    for heading, paragraphs, table in TERMS:
-        docx += [heading, *paragraphs]
-        if table is not None:
-            docx += [" ".join(table[0])] + [" ".join(r) for r in table[1]]
-    return {PDF_NAME: "\n".join(pdf), DOCX_NAME: "\n".join(docx)}
+    return DOCS.all_text()
 
 
 if __name__ == "__main__":
-    HERE.mkdir(parents=True, exist_ok=True)
-    make_pdf(HERE / PDF_NAME)
-    make_docx(HERE / DOCX_NAME)
-    print("wrote", HERE / PDF_NAME, HERE / DOCX_NAME)
+    DOCS.write()
