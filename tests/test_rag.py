@@ -367,6 +367,7 @@ def test_greek_answer_sentences_are_checked_one_by_one(rag, passages):
         "Πόση ροπή θέλει το παξιμάδι της πτερωτής; [1] Η ροπή είναι 68 N·m [1].",
         "Ερώτηση: Πόση ροπή θέλει το παξιμάδι; Απάντηση: Η ροπή είναι 68 N·m [1].",
         "Πόση ροπή θέλει το παξιμάδι της πτερωτής: [1] Η ροπή είναι 68 N·m [1].",
+        "Τι ροπή χρειάζεται; [1] Η ροπή είναι 68 N·m [1].",  # a question in other words: its ";" tells
     ],
 )
 def test_an_echo_of_the_greek_question_is_not_a_claim(rag, passages, text):

@@ -551,7 +551,7 @@ class RAG:
             invalid.extend(n for n in numbers if not 1 <= n <= n_passages)
             bare = _CITATION.sub("", sentence).strip(" .,;:")
             pointer = not numbers_in(bare) and not (_words(bare) - _POINTER_WORDS)
-            echo = _echoes(bare, question)
+            echo = _echoes(_CITATION.sub("", sentence).strip(" .,:"), question)  # its ";" kept: a Greek question
             if not _words(bare) or echo or (pointer and not is_not_found(bare)):
                 if claims:
                     claims[-1][1].extend(n for n in valid if n not in claims[-1][1])
