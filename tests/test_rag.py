@@ -400,3 +400,20 @@ def test_a_sentence_with_most_of_the_passages_words_is_supported_on_any_embedder
     strict = RAG(Retriever(None, embedder), None, support_threshold=0.87)
     answer = strict.verify("How long does delivery of the CU-350 take?", said, hits)
     assert answer.found and not answer.extractive and answer.unsupported == [] and answer.citations[0].number == 1
+
+
+def test_a_number_with_other_units_than_the_passages_is_not_supported(rag):
+    """ "24 χρόνια" is not what "24 μήνες" says, however close the sentences are."""
+    from expertkit.schema import Chunk, SearchHit
+
+    terms = "Θάλαμοι ΘΚ-220 και ΘΣ-300: 24 μήνες. Τα πάνελ πολυουρεθάνης καλύπτονται για 5 χρόνια."
+    hits = [SearchHit(Chunk(terms, "/d/oroi.txt", 0, 0, 80), 1, {})]
+    question = "Πόσα χρόνια καλύπτονται τα πάνελ των θαλάμων;"
+    wrong = rag.verify(question, "Τα πάνελ καλύπτονται για 24 χρόνια [1].", hits)
+    assert wrong.unsupported == ["Τα πάνελ καλύπτονται για 24 χρόνια."]
+    right = rag.verify(question, "Τα πάνελ καλύπτονται για 5 χρόνια [1].", hits)
+    assert right.found and right.unsupported == [] and not right.extractive
+    english = rag.verify("How long?", "The panels are covered for 24 years [1].", [
+        SearchHit(Chunk("Cold rooms: 24 months. Panels are covered for 5 years.", "/d/t.txt", 0, 0, 60), 1, {})
+    ])  # fmt: skip
+    assert english.unsupported == ["The panels are covered for 24 years."]

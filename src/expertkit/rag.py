@@ -27,7 +27,7 @@ from expertkit.models.embedder import Embedder
 from expertkit.models.generator import Generator, Messages
 from expertkit.retrieve import Retriever
 from expertkit.schema import SearchHit
-from expertkit.terms import Term, key_terms, meets, nearest, number_value, unmet
+from expertkit.terms import Quantity, Term, key_terms, meets, nearest, number_value, quantities, unmet
 
 NOT_FOUND = NOT_FOUND_IN["en"]  # and NOT_FOUND_IN["el"] for a Greek question (language.py)
 
@@ -606,6 +606,16 @@ def _echoes(sentence: str, question: str) -> bool:
     )
 
 
+def _unit_clash(claimed: list[tuple[str, Quantity]], held: list[Quantity]) -> bool:
+    """Whether the passage has a number the sentence states only with other units: "24 χρόνια" against a passage
+    whose 24 is "24 μήνες". A bare number in the passage (a table cell) clashes with nothing."""
+    for _, q in claimed:
+        same = [p for p in held if p.value == q.value]
+        if same and all(p.unit != q.unit for p in same):
+            return True
+    return False
+
+
 def _full_text(hit: SearchHit) -> str:
     """What a passage names: its text, headings and document line, and its file name and record."""
     return f"{passage_header(0, hit)}\n{hit.chunk.embed_text()}"
@@ -688,6 +698,10 @@ class _Support:
             numbers_in(f"{passage_header(n, h)} {h.chunk.embed_text()}") for n, h in enumerate(passages, start=1)
         ]
         self.passage_negated = [bool(_NEGATION & set(_WORD.findall(h.chunk.text.lower()))) for h in passages]
+        self.passage_quantities = [
+            [q for _, q in quantities(f"{passage_header(n, h)} {h.chunk.embed_text()}")]
+            for n, h in enumerate(passages, start=1)
+        ]
         self._cache: dict[tuple[int, int], float] = {}
 
     def passage_text(self, n: int) -> str:
@@ -704,6 +718,8 @@ class _Support:
                 value = 0.0
             elif negated and not self.passage_negated[n - 1]:
                 value = 0.0  # "X is not covered" is not what "X is covered" says
+            elif _unit_clash(quantities(claim), self.passage_quantities[n - 1]):
+                value = 0.0  # "24 years" is not what "24 months" says
             else:
                 lexical = _overlap(_words(claim), self.passage_words[n - 1]) * self.lexical_scale
                 value = max([lexical, *(float(self.sims[i, j]) for j in self._cols(n))])

@@ -42,6 +42,22 @@ _UNITS = {
     "week": "week", "weeks": "week", "month": "month", "months": "month", "year": "year", "years": "year",
     "m³": "m³", "m3": "m³", "m³/h": "m³/h", "m3/h": "m³/h", "l/min": "l/min", "kwh": "kWh",
 }  # fmt: skip
+# and in Greek, with and without accents (people type both): 45 λεπτά, 6 ώρες, 8 ημέρες, 36 μήνες, 5 χρόνια
+_UNITS_EL = {
+    "min": "λεπτά λεπτών λεπτό",
+    "h": "ώρες ωρών ώρα",
+    "day": "ημέρες ημερών ημέρα μέρες μερών μέρα",
+    "week": "εβδομάδες εβδομάδων εβδομάδα",
+    "month": "μήνες μηνών μήνα μήνας",
+    "year": "χρόνια χρόνων χρόνο χρόνος έτη ετών έτος",
+    "kg": "κιλά κιλών κιλό",
+    "km": "χιλιόμετρα χιλιομέτρων",
+    "m": "μέτρα μέτρων μέτρο",
+    "l": "λίτρα λίτρων λίτρο",
+}
+_PLAIN = str.maketrans("άέήίόύώ", "αεηιουω")
+_UNITS.update({w: unit for unit, words in _UNITS_EL.items() for w in words.split()})
+_UNITS.update({w.translate(_PLAIN): unit for unit, words in _UNITS_EL.items() for w in words.split()})
 _UNIT_WORDS = sorted(_UNITS, key=len, reverse=True)  # longest first: "m³/h" before "m", "min" before "m"
 _UNIT = "|".join(re.escape(u) for u in _UNIT_WORDS)
 _VALUE = r"\d+(?:[.,]\d+)*"
