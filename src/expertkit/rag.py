@@ -54,7 +54,7 @@ Answer: Every 500 operating hours [2]."""
 ANSWER_INSTRUCTION = "Answer in one or two sentences with the exact values, then cite the passage number like [2]."
 
 # A question in Greek gets the English instructions and worked example, told to answer in the question's language.
-# Measured on the Greek development set (`benchmarks/answer_quality.py --sets dev-el`, on examples/corpus-el):
+# Measured on the Greek development set (benchmarks/greek_prompts.py on dev-el, examples/corpus-el's questions):
 # Qwen2.5-Coder-1.5B follows English instructions far better than the same prompt translated into Greek, which it
 # echoed ("Απάντηση: <the question>" over and over): 26 of 38 answers right against 10 of 19, and 10 of 19 with a
 # Greek worked example under English instructions.
