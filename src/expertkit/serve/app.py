@@ -49,8 +49,8 @@ from expertkit.rag import RAG, Answer, is_not_found, strip_citations
 
 EXPERT_ID = "expertkit"
 log = logging.getLogger("expertkit.serve")
-SOURCES_HEADING = "Sources:"  # and "Πηγές:" under a Greek answer (language.EXPLAIN)
-# where a client's copy of an earlier answer ends and its sources begin, in any language expertkit answers in
+# where a client's copy of an earlier answer ends and its sources begin ("Sources:", "Πηγές:"), in any language
+# expertkit answers in
 _SOURCES_START = re.compile("\n\n(?:" + "|".join(re.escape(say(lang, "sources")) for lang in LANGUAGES) + "):\n")
 
 
