@@ -694,14 +694,11 @@ class _Support:
         self.sims = self.c_vecs @ self.p_vecs.T if claims else np.zeros((0, len(self.flat)))
         self.passage_words = [_words(h.chunk.embed_text()) for h in passages]
         # the header counts: "on page 3" is supported by a passage from page 3
-        self.passage_numbers = [
-            numbers_in(f"{passage_header(n, h)} {h.chunk.embed_text()}") for n, h in enumerate(passages, start=1)
-        ]
+        texts = [self.passage_text(n) for n in range(1, len(passages) + 1)]
+        self.passage_numbers = [numbers_in(text) for text in texts]
         self.passage_negated = [bool(_NEGATION & set(_WORD.findall(h.chunk.text.lower()))) for h in passages]
-        self.passage_quantities = [
-            [q for _, q in quantities(f"{passage_header(n, h)} {h.chunk.embed_text()}")]
-            for n, h in enumerate(passages, start=1)
-        ]
+        self.passage_quantities = [[q for _, q in quantities(text)] for text in texts]
+        self.claim_quantities = [quantities(claim) for claim in claims]  # score() asks once per passage
         self._cache: dict[tuple[int, int], float] = {}
 
     def passage_text(self, n: int) -> str:
@@ -718,7 +715,7 @@ class _Support:
                 value = 0.0
             elif negated and not self.passage_negated[n - 1]:
                 value = 0.0  # "X is not covered" is not what "X is covered" says
-            elif _unit_clash(quantities(claim), self.passage_quantities[n - 1]):
+            elif _unit_clash(self.claim_quantities[i], self.passage_quantities[n - 1]):
                 value = 0.0  # "24 years" is not what "24 months" says
             else:
                 lexical = _overlap(_words(claim), self.passage_words[n - 1]) * self.lexical_scale
