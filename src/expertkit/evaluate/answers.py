@@ -82,10 +82,10 @@ _MONTHS = {
 }  # fmt: skip
 # Greek months, unaccented as normalise_values sees them: the genitive of dates ("14 Απριλίου 2025") and the nominative
 _MONTHS_EL = [
-    "ιανουαρ", "φεβρουαρ", "μαρτ", "απριλ", "μα", "ιουν", "ιουλ", "αυγουστ", "σεπτεμβρ", "οκτωβρ", "νοεμβρ", "δεκεμβρ",
+    "ιανουαριου", "φεβρουαριου", "μαρτιου", "απριλιου", "μαιου", "ιουνιου", "ιουλιου", "αυγουστου", "σεπτεμβριου",
+    "οκτωβριου", "νοεμβριου", "δεκεμβριου",
 ]  # fmt: skip
-_MONTHS.update({f"{stem}{end}": n for n, stem in enumerate(_MONTHS_EL, start=1) for end in ("ιου", "ιος")})
-_MONTHS.update({"αυγουστου": 8, "αυγουστος": 8})
+_MONTHS.update({form: n for n, gen in enumerate(_MONTHS_EL, start=1) for form in (gen, gen[:-2] + "ος")})
 # Greek number words from two to twelve ("ένα"/"μία" are also the article "a", so they are left alone)
 _NUMBER_WORDS_EL = {
     "δυο": 2, "τρεις": 3, "τρια": 3, "τεσσερις": 4, "τεσσερα": 4, "πεντε": 5, "εξι": 6, "επτα": 7, "εφτα": 7,
