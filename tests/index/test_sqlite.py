@@ -243,7 +243,7 @@ def test_ann_graph_catches_up_without_a_rebuild(tmp_path, monkeypatch):
 
 
 def test_deletion_log_is_pruned_and_an_older_cache_is_rebuilt(tmp_path, monkeypatch):
-    import expertkit.index.sqlite as sqlite_module
+    import expertkit.index.sqlite.index as sqlite_module
 
     monkeypatch.setattr(sqlite_module, "_DELETE_LOG_GENERATIONS", 10)
     monkeypatch.setattr(sqlite_module, "_PRUNE_EVERY", 5)
@@ -300,7 +300,7 @@ def test_a_partial_or_foreign_cache_file_is_ignored_and_rebuilt(tmp_path, monkey
 
 
 def test_cache_files_are_written_aside_and_renamed_into_place(tmp_path, monkeypatch):
-    import expertkit.index.sqlite as sqlite_module
+    import expertkit.index.sqlite.index as sqlite_module
 
     renames = []
     replace = os.replace
