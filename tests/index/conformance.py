@@ -163,7 +163,7 @@ class IndexConformance:
         assert sources(Filters(tags=("nothing",))) == set()
 
     def test_cached_vectors_by_text_hash(self, index):
-        from expertkit.index.sqlite import text_hash
+        from expertkit.index.base import text_hash
 
         index.bind_embedder("test-embedder", DIM)
         source, chunks, vectors = make_source("/d/a.md", ["alpha"])

@@ -300,7 +300,7 @@ def test_a_partial_or_foreign_cache_file_is_ignored_and_rebuilt(tmp_path, monkey
 
 
 def test_cache_files_are_written_aside_and_renamed_into_place(tmp_path, monkeypatch):
-    import expertkit.index.sqlite.index as sqlite_module
+    import expertkit.index.sqlite.vectors as vectors_module
 
     renames = []
     replace = os.replace
@@ -310,7 +310,7 @@ def test_cache_files_are_written_aside_and_renamed_into_place(tmp_path, monkeypa
         assert Path(src).stat().st_size > 0
         replace(src, dst)
 
-    monkeypatch.setattr(sqlite_module.os, "replace", spy)
+    monkeypatch.setattr(vectors_module.os, "replace", spy)
     idx = SQLiteIndex(tmp_path / "index.db", ann_threshold=20)
     _corpus(idx)
     idx.search_dense(unit(7), 10)

@@ -5,6 +5,7 @@ Every backend passes the same conformance suite (tests/index/conformance.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -56,6 +57,17 @@ def source_values(source: SourceRecord, n_chunks: int) -> tuple:
         source.groups_pinned,
         source.pipeline,
     )
+
+
+def content_hash(data: bytes) -> str:
+    """A file's content hash, as ``SourceRecord.content_hash`` holds it."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    """The hash of a chunk's embedded text, stored with its vector by every backend: ``cached_vectors`` finds
+    vectors by it, so that unchanged text is not embedded again (an ingest, a copy between backends)."""
+    return content_hash(text.encode("utf-8"))
 
 
 @dataclass

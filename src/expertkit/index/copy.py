@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from expertkit.errors import WorkspaceError
-from expertkit.index.base import Index
-from expertkit.index.sqlite import text_hash
+from expertkit.index.base import Index, text_hash
 
 
 @dataclass

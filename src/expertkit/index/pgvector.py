@@ -37,9 +37,9 @@ from expertkit.index.base import (
     SyncRecord,
     keyword_terms,
     source_values,
+    text_hash,
 )
 from expertkit.index.keywords import KEYWORDS_VERSION, keyword_text
-from expertkit.index.sqlite import text_hash
 from expertkit.schema import Chunk
 
 SCHEMA_VERSION = "1"

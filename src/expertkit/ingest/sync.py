@@ -25,8 +25,7 @@ import numpy as np
 
 from expertkit.config import AccessSettings
 from expertkit.errors import IngestError
-from expertkit.index.base import Index, SourceRecord, SyncRecord
-from expertkit.index.sqlite import text_hash
+from expertkit.index.base import Index, SourceRecord, SyncRecord, text_hash
 from expertkit.ingest.chunking import Chunker
 from expertkit.ingest.readers import read_document, supported
 from expertkit.language import is_english
