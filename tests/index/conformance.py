@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expertkit.index.base import Filters, SourceRecord, SyncRecord
+from expertkit.index.base import Filters, Index, SourceRecord, SyncRecord
 from expertkit.schema import Chunk
 
 DIM = 16
@@ -46,6 +46,44 @@ class IndexConformance:
     @pytest.fixture
     def index(self):  # pragma: no cover - each backend provides it
         raise NotImplementedError
+
+    def test_every_protocol_method_is_implemented(self, index):
+        """Callers use every Index method directly, the optional abilities included (no getattr)."""
+        wanted = {name for name, value in vars(Index).items() if callable(value) and not name.startswith("_")}
+        assert {"hold_write_lock", "prepare_search", "bulk_load"} <= wanted
+        assert {name for name in wanted if not callable(getattr(index, name, None))} == set()
+
+    def test_bulk_load_then_prepare_search(self, index):
+        """What an ingest and a copy call around their writes: each backend's own, or a no-op."""
+        index.bind_embedder("test-embedder", DIM)
+        index.hold_write_lock()
+        with index.bulk_load():
+            for i in range(3):
+                index.write_source(*make_source(f"/bulk/{i}.md", [f"valve {i} opens", "seal"], seed=i))
+        index.prepare_search()
+        assert index.stats().chunks == 6
+        [(cid, _)] = index.search_dense(unit(1000), 1)  # source 1's first chunk's own vector
+        assert index.get_chunks([cid])[0].source == "/bulk/1.md"
+        assert len(index.search_bm25("valve", 5)) == 3
+
+    def test_a_copy_into_it_keeps_the_vectors_and_resumes(self, index, tmp_path):
+        from expertkit.index.copy import copy_index
+        from expertkit.index.sqlite import SQLiteIndex
+
+        src = SQLiteIndex(tmp_path / "src.db")
+        src.bind_embedder("test-embedder", DIM)
+        for i in range(3):
+            src.write_source(*make_source(f"/c/{i}.md", [f"pump {i} note", "seal"], seed=i, groups=("g",)))
+        src.record_sync(SyncRecord(at=1.0, added=3, sources=3))
+        report = copy_index(src, index)
+        assert (report.sources, report.chunks, report.skipped) == (3, 6, 0)
+        assert index.bound_embedder() == "test-embedder" and index.get_source("/c/2.md").groups == ("g",)
+        [(cid, score)] = index.search_dense(unit(2000), 1)  # source 2's first chunk's own vector
+        assert index.get_chunks([cid])[0].source == "/c/2.md" and score == pytest.approx(1.0, abs=1e-4)
+        again = copy_index(src, index)
+        assert (again.sources, again.skipped) == (0, 3)
+        assert [r.at for r in index.sync_history()] == [1.0]
+        src.close()
 
     def test_empty_index(self, index):
         assert index.sources() == []

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -158,6 +159,21 @@ class Index(Protocol):
 
     def sync_history(self) -> list[SyncRecord]:
         """Every recorded sync, oldest first."""
+
+    def hold_write_lock(self) -> None:
+        """Take the index's write lock now, before the first write, so that a second writer stops at once
+        rather than after its embedding (SQLite: the workspace's one-writer lock). A no-op where writers do
+        not exclude each other (PostgreSQL: one transaction per file, MVCC)."""
+
+    def prepare_search(self) -> None:
+        """Bring the search structures up to the writes just made, so the first query after an ingest does
+        not pay for it (SQLite: the dense cache and the HNSW graph). A no-op where the database keeps its
+        own indexes current on every write (PostgreSQL)."""
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """A context for writing many sources at once, as a copy between backends does: a backend may defer
+        building its search index to the end (PostgreSQL: HNSW dropped, then built once in one pass). A
+        plain context where nothing is gained (SQLite)."""
 
     def close(self) -> None: ...
 

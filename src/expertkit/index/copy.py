@@ -42,8 +42,7 @@ def copy_index(src: Index, dst: Index, on_source: Callable[[int], None] | None =
 
     sources = src.sources()
     todo = {s.path for s in sources if not done(s)}
-    bulk = getattr(dst, "bulk_load", None) if todo else None  # Postgres: load first, then build HNSW once
-    with bulk() if bulk else nullcontext():
+    with dst.bulk_load() if todo else nullcontext():  # Postgres: load first, then build HNSW once
         for source in sources:
             if source.path not in todo:
                 report.skipped += 1

@@ -25,7 +25,7 @@ import numpy as np
 
 from expertkit.config import AccessSettings
 from expertkit.errors import IngestError
-from expertkit.index.base import Index, SourceRecord, SyncRecord, text_hash
+from expertkit.index.base import Index, SourceRecord, SyncRecord, content_hash, text_hash
 from expertkit.ingest.chunking import Chunker
 from expertkit.ingest.readers import read_document, supported
 from expertkit.language import is_english
@@ -185,10 +185,6 @@ class AccessPolicy:
         return chosen
 
 
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
 def chunk_id(path: str, digest: str, ordinal: int) -> str:
     """Stable while the file is unchanged; new when its content changes, so old citations never mislead."""
     return f"{hashlib.blake2b(f'{path}|{digest}'.encode(), digest_size=6).hexdigest()}:{ordinal}"
@@ -253,9 +249,7 @@ class Ingestor:
             else:
                 todo.append((path, old, access))
         if todo:
-            hold = getattr(self.index, "hold_write_lock", None)
-            if hold:  # a second ingest into the same SQLite index stops now, not after embedding
-                hold()
+            self.index.hold_write_lock()  # a second ingest into the same SQLite index stops now, not after embedding
             t0 = time.perf_counter()
             self.chunker  # noqa: B018 - load the embedder now, so progress and rates describe the work
             report.load_seconds = time.perf_counter() - t0
@@ -276,11 +270,10 @@ class Ingestor:
                 report.results += self.prune(paths)
         except KeyboardInterrupt:
             report.interrupted = True  # every committed file is whole; the rest is done on the next run
-        prepare = getattr(self.index, "prepare_search", None)
-        if prepare and not report.interrupted and any(r.status in _WRITES for r in report.results):
+        if not report.interrupted and any(r.status in _WRITES for r in report.results):
             t0 = time.perf_counter()
             try:
-                prepare()  # SQLite: the vector caches and HNSW graph follow the ingest, not the next query
+                self.index.prepare_search()  # SQLite: the vector caches and HNSW graph follow the ingest
             except KeyboardInterrupt:
                 report.interrupted = True  # the files are committed; the first search catches the caches up
             report.index_seconds = time.perf_counter() - t0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -74,8 +75,15 @@ class PostgresIndex(SearchMixin):
                     "Set embed.model back, or ingest into a new workspace."
                 )
 
+    def hold_write_lock(self) -> None:
+        """Nothing to hold: writers do not exclude each other here (each file is one transaction; the
+        embedder binding takes its own advisory lock)."""
+
+    def prepare_search(self) -> None:
+        """Nothing to prepare: Postgres keeps the GIN and HNSW indexes current on every write."""
+
     @contextmanager
-    def bulk_load(self):
+    def bulk_load(self) -> Iterator[None]:
         """For loading many chunks at once: drop the HNSW index, load, then build it in one pass (building
         it first made a 100k-vector COPY take minutes instead of a second)."""
         self.conn.execute(f"DROP INDEX IF EXISTS {self.s}.chunks_embedding")

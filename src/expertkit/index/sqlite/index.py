@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,11 @@ class SQLiteIndex(SearchMixin, CacheMixin):
                     f"this index was built with embedder {bound!r}; it cannot mix in vectors from {name!r}. "
                     "Set embed.model back, or ingest into a new workspace."
                 )
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Nothing to defer here: every write keeps FTS5 current, and the vector caches catch up at
+        ``prepare_search`` or the next query, however many sources were written."""
+        return nullcontext()
 
     # -- sources -------------------------------------------------------------------------------------
 
