@@ -554,7 +554,7 @@ def test_waiting_keys_take_free_slots_in_turn():
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from expertkit.serve.app import Admission
+    from expertkit.serve.admission import Admission
 
     async def scenario() -> list[str]:
         admission = Admission(slots=1, queue=5, per_key=4)
@@ -584,7 +584,8 @@ def test_waiting_keys_take_free_slots_in_turn():
 
 
 def test_one_key_is_refused_past_its_share_while_others_get_in():
-    from expertkit.serve.app import Admission, ApiError
+    from expertkit.serve.admission import Admission
+    from expertkit.serve.api import ApiError
 
     admission = Admission(slots=2, queue=16)  # per_key 0: half of the 18 places
     assert admission.per_key == 9
@@ -692,14 +693,14 @@ def test_the_web_chat_never_shows_another_groups_passage(served, browser):
 
 def test_a_greek_answer_lists_its_sources_under_greek_labels_and_a_follow_up_reads_past_them():
     from expertkit.rag import Answer, Citation
-    from expertkit.serve.app import _SOURCES_START, _sources_text
+    from expertkit.serve.render import SOURCES_START, sources_text
 
     cite = Citation(1, "c1", "/ws/docs/timokatalogos.pdf", 3, "Τιμές", None, "ΣΑ-08: 412,50 €", False)
     greek = Answer("Πόσο κοστίζει ο ΣΑ-08;", "Κοστίζει 412,50 € [1].", True, citations=[cite], language="el")
-    text = _sources_text(greek, Path("/ws"))
+    text = sources_text(greek, Path("/ws"))
     assert text == "\n\nΠηγές:\n[1] docs/timokatalogos.pdf, σελίδα 3, § Τιμές: “ΣΑ-08: 412,50 €”"
     english = Answer("What does the SA-08 cost?", "412.50 € [1].", True, citations=[cite])
-    assert _sources_text(english, Path("/ws")).startswith("\n\nSources:\n[1] docs/timokatalogos.pdf, page 3, ")
+    assert sources_text(english, Path("/ws")).startswith("\n\nSources:\n[1] docs/timokatalogos.pdf, page 3, ")
     # a client sends the earlier answer back with its sources: the history keeps the answer alone
-    assert _SOURCES_START.split(greek.answer + text)[0] == greek.answer
-    assert _SOURCES_START.split(english.answer + "\n\nSources:\n[1] x")[0] == english.answer
+    assert SOURCES_START.split(greek.answer + text)[0] == greek.answer
+    assert SOURCES_START.split(english.answer + "\n\nSources:\n[1] x")[0] == english.answer

@@ -264,8 +264,9 @@ def serve(
 
     import uvicorn
 
+    from expertkit.config import is_loopback_host as is_loopback
     from expertkit.models.generator import choose_backend, make_generator
-    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app, is_loopback
+    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app
     from expertkit.tune.adapters import list_adapters
 
     ws = _open(workspace, set_)
