@@ -71,6 +71,29 @@ def test_set_pairs():
         overrides_from_pairs(["k=3"])
 
 
+def test_lists_from_the_environment_and_the_command_line(tmp_path):
+    """A list setting is JSON or comma-separated; a list of tables is JSON, as pydantic-settings reads them."""
+    rules = '[{"glob": "hr/*", "groups": ["hr"]}]'
+    s = load_settings(
+        tmp_path,
+        overrides_from_pairs(["access.default_groups=staff, hr", 'tune.targets=["q_proj", "v_proj"]']),
+        environ={"EXPERTKIT_ACCESS__RULES": rules},
+    )
+    assert s.access.default_groups == ["staff", "hr"]
+    assert s.tune.targets == ["q_proj", "v_proj"]
+    assert [(r.glob, r.groups) for r in s.access.rules] == [("hr/*", ["hr"])]
+    s = load_settings(tmp_path, environ={"EXPERTKIT_TUNE__TARGETS": "q_proj,k_proj"})
+    assert s.tune.targets == ["q_proj", "k_proj"]
+
+
+@pytest.mark.parametrize("pair", ["tune.targets=[q_proj", "access.rules=hr/*"])
+def test_a_bad_list_is_one_line_that_says_how(tmp_path, pair):
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, overrides_from_pairs([pair]), environ={})
+    message = str(exc.value)
+    assert pair.split("=")[0] in message and "\n" not in message
+
+
 @pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "HOME", "GITHUB_TOKEN", "openai_api_key", "X_API_KEY_2"])
 def test_api_key_env_must_name_an_api_key_variable(tmp_path, name):
     """A hostile expertkit.toml found by walking up from the current folder must not be able to send any
