@@ -40,13 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from expertkit.answer import numbers_in, split_sentences, strip_citations
 from expertkit.config import GenerateSettings, SearchSettings
 from expertkit.evaluate.answers import matches_any_key, rouge_l, token_f1
 from expertkit.index.sqlite import SQLiteIndex
 from expertkit.ingest.sync import Ingestor
 from expertkit.models.embedder import Embedder
 from expertkit.models.generator import make_generator
-from expertkit.rag import RAG, numbers_in, split_sentences, strip_citations
+from expertkit.rag import RAG
 from expertkit.retrieve import Retriever
 from expertkit.workspace import embedder_for
 

@@ -243,7 +243,7 @@ def support_scale(embedder: Embedder, sample: int) -> dict:
     abstract (unrelated), scored as the check scores them (query role for the claim, passage role for each
     sentence). The threshold for ``embedder`` is the one that lets through the same share of unrelated pairs as
     all-MiniLM-L6-v2 at the default 0.55 (a quantile match); related pairs kept are shown for both."""
-    from expertkit.rag import split_sentences
+    from expertkit.answer import split_sentences
 
     scifact = load_beir(DATA / "scifact")
     docs = {}

@@ -341,7 +341,7 @@ def test_a_greek_refusal_is_a_greek_not_found(rag, passages, text):
 
 def test_greek_answer_sentences_are_checked_one_by_one(rag, passages):
     """Greek sentences split at a Greek capital; a Greek number with a decimal comma is the passage's."""
-    from expertkit.rag import split_sentences
+    from expertkit.answer import split_sentences
 
     assert split_sentences("Η ροπή είναι 68 N·m [1]. Ελέγχεται κάθε χρόνο.") == [
         "Η ροπή είναι 68 N·m [1].",

@@ -128,7 +128,7 @@ def test_numbers_read_as_english_and_continental_documents_write_them(raw, value
 
 
 def test_a_lone_point_group_is_thousands_in_greek_text_and_a_decimal_in_english():
-    from expertkit.rag import numbers_in
+    from expertkit.answer import numbers_in
 
     assert numbers_in("Η βιτρίνα κοστίζει 2.395 € [1].") == {2395.0, 1.0}
     assert numbers_in("The part is 2.395 mm thick [1].") == {2.395, 1.0}

@@ -10,10 +10,11 @@ import time
 import unicodedata
 from pathlib import Path
 
+from expertkit.answer import Answer, strip_citations
 from expertkit.index.base import Filters
 from expertkit.models.generator import generate_json
 from expertkit.private import open_private, private_dir
-from expertkit.rag import RAG, Answer, strip_citations
+from expertkit.rag import RAG
 
 REWRITE_PROMPT = (
     "Rewrite the follow-up question so that it can be understood without the conversation, in its own language. "

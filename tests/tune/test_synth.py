@@ -8,16 +8,9 @@ from expertkit.rag import NOT_FOUND, SYSTEM_PROMPT, build_messages
 from expertkit.retrieve import Retriever
 from expertkit.schema import SearchHit
 from expertkit.tune.data import load_training_data
-from expertkit.tune.synth import (
-    ask_facts,
-    extract_facts,
-    model_questions,
-    prose_facts,
-    record_facts,
-    synth_qa,
-    synth_raft,
-    template_questions,
-)
+from expertkit.tune.facts import extract_facts, prose_facts, record_facts
+from expertkit.tune.questions import ask_facts, model_questions, template_questions
+from expertkit.tune.synth import synth_qa, synth_raft
 
 
 def _facts(index, name):
@@ -177,9 +170,9 @@ def test_raft_rejects_bad_fractions(sample_index, embedder, tmp_path):
 def test_the_local_model_writes_questions_about_the_fact(sample_index):
     """Through the llama.cpp runtime (the shipped SmolLM2 here): kept questions end with '?' and share
     words with the fact; the rest are counted as rejected."""
+    from expertkit.answer import content_words
     from expertkit.config import GenerateSettings
     from expertkit.models.generator import make_generator
-    from expertkit.rag import _words
 
     fact = next(f for f in _facts(sample_index, "nv400-service-manual.pdf") if "impeller nut" in f.statement)
     generator = make_generator(GenerateSettings(model="smollm2-135m-instruct"))
@@ -190,7 +183,7 @@ def test_the_local_model_writes_questions_about_the_fact(sample_index):
     assert kept and len(kept) <= 4 and len(kept) + rejected >= 1
     for qa in kept:
         assert qa.angle == "model" and qa.question.endswith("?") and qa.answer == fact.statement
-        assert _words(qa.question) & _words(fact.statement)
+        assert content_words(qa.question) & content_words(fact.statement)
 
 
 def _path(index, name):

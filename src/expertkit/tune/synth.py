@@ -4,11 +4,11 @@ A model learns a fact it can state afterwards when it has seen the fact asked in
 words (Abonizio et al. 2025; Allen-Zhu & Li, *Physics of Language Models 3.1*): one question per fact
 teaches the question, not the fact. So ``synth qa``:
 
-1. finds the facts: every field of a table row or record, and every informative sentence of prose
-   (its key value: a number with its unit, a code, or a name);
-2. asks each fact many ways (``questions``, at least 10 by default): model-free templates (the value
-   given the entity, the entity given the value, yes/no with the true and with a wrong value), plus
-   questions written by the local model through the llama.cpp runtime (``model_questions``), which
+1. finds the facts (facts.py): every field of a table row or record, and every informative sentence of
+   prose (its key value: a number with its unit, a code, or a name);
+2. asks each fact many ways (questions.py; ``questions``, at least 10 by default): model-free templates
+   (the value given the entity, the entity given the value, yes/no with the true and with a wrong value),
+   plus questions written by the local model through the llama.cpp runtime (``model_questions``), which
    bring the synonyms and word orders templates cannot;
 3. answers every question with the fact restated as a full sentence, so the answer carries its context;
 4. removes duplicate questions, and holds out by paraphrase (some questions of every fact) and, when
@@ -26,74 +26,18 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
-import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from expertkit.answer import numbers_in
 from expertkit.errors import DataError
 from expertkit.language import NOT_FOUND as NOT_FOUND_IN
 from expertkit.language import language_of
-from expertkit.rag import _words, build_messages, numbers_in, split_sentences
+from expertkit.rag import build_messages
 from expertkit.schema import Chunk, SearchHit
-
-_FIELD = re.compile(r"(?:^|;\s*)([^:;]{1,40}):\s*([^;]+)")
-_UNITS = (
-    r"N·m|Nm|mm/s|m3/h|m³/h|mm|cm|km|m|bar|kW|W|V|A|rpm|°C|°F|C|hours?|minutes?|min|seconds?|months?|days?|"
-    r"weeks?|years?|percent|%|g|kg|l|litres?|liters?|drops|MB|GB|EUR|USD|GBP|euros?|pounds?|dollars?|pence|pallets?|tonnes?|t|"
-    # Greek: the forms a count or an amount takes (λεπτά, 40 λεπτών; 24 μήνες, 36 μηνών; 412,50 ευρώ)
-    r"ευρώ|€|λεπτά|λεπτών|ώρες|ωρών|ώρα|ημέρες|ημερών|μέρες|εργάσιμες|μήνες|μηνών|μήνα|έτη|ετών|χρόνια|χρόνων|"
-    r"εβδομάδες|εβδομάδων|κιλά|τόνοι|τόνων|μέτρα|μέτρων|χλμ|λίτρα|τεμάχια|φιάλες|άτομα|ατόμων"
-)
-_UPPER = "A-ZΑ-ΩΆΈΉΊΌΎΏΪΫ"
-_LOWER = "a-zα-ωάέήίόύώϊϋΐΰς"
-_FACT = re.compile(rf"(?<![\w-])([-−]?\d+(?:[.,]\d+)*)(\s*(?:{_UNITS})(?![\w]))?")  # 1,250.00 and 1.250,00
-_CODE = re.compile(
-    rf"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[{_UPPER}])[{_UPPER}0-9][\w]*(?:-[\w]+)+|(?<![\w-])[{_UPPER}]{{2,}}\d+\b"
-)
-_NAME = re.compile(rf"(?<=[{_LOWER},;:] )[{_UPPER}][{_LOWER}]+(?: [{_UPPER}][\w-]+)*")
-_CURRENCY = re.compile(r"[£$€]\s?\d+(?:[.,]\d+)*|\d+(?:[.,]\d+)*\s?(?:€|ευρώ)")
-_AMOUNT = re.compile(r"[-−+]?[£$€]?\s?[\d.,:/]+\s*\S{0,6}")  # a value, not a name: "318.00", "5 days"
-_TIME = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?(?![\d:])")
-
-QUESTIONS = 12  # questions per fact, templates and model together
-MODEL_QUESTIONS = 5  # of which written by the local model, when there is one
-
-
-@dataclass
-class QA:
-    question: str
-    answer: str
-    chunk: Chunk
-    kind: str  # record | fact (the fact's kind)
-    angle: str = "value"  # value | entity | yes | no | model
-    fact_id: str = ""
-    expect: tuple[str, ...] = ()  # a right answer contains one of these (for scoring held-out questions)
-
-
-@dataclass
-class Fact:
-    """One thing the documents state: the sentence that states it, and the value a question asks for."""
-
-    statement: str  # a full sentence: every answer restates it
-    chunk: Chunk
-    kind: str  # record | fact
-    value: str = ""  # the key value ("68 N·m", "Linz A-01"); "" when none was found
-    entity: str = ""  # records: the row's name(s), e.g. "NP-4472 (Mechanical seal kit 45 mm)"
-    attribute: str = ""  # records: the field, e.g. "price eur"
-    key_name: str = ""  # records: the key field, e.g. "part number"
-    others: list[str] = field(default_factory=list)  # records: the same field's values in other rows
-    where: str = ""  # the document's title
-    names: list[str] = field(default_factory=list)  # records: ways to name the row (key, label, both)
-    unique: bool = False  # records: no other row has this value in this field
-    clozes: list[str] = field(default_factory=list)  # prose: the statement asked for each of its values
-    cloze_values: list[str] = field(default_factory=list)  # prose: the value each cloze asks for
-
-    @property
-    def id(self) -> str:
-        return hashlib.blake2b(f"{self.chunk.chunk_id}|{self.statement}".encode(), digest_size=6).hexdigest()
+from expertkit.tune.facts import Fact, extract_facts, readable
+from expertkit.tune.questions import MODEL_QUESTIONS, QA, QUESTIONS, ask_facts, norm_question
 
 
 @dataclass
@@ -110,365 +54,7 @@ class SynthReport:
     model_rejected: int = 0
 
 
-def _human(name: str) -> str:
-    return re.sub(r"[_\-.]+", " ", name).strip()
-
-
-def _lc(text: str) -> str:
-    """Lower-case the first letter unless the word is an identifier or an acronym (NV-400, PTC)."""
-    first = text.split(" ", 1)[0]
-    if len(first) > 1 and (first[1].isupper() or any(ch.isdigit() for ch in first)):
-        return text
-    return text[:1].lower() + text[1:]
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-# --- 1. facts -----------------------------------------------------------------------------------------
-
-
-def record_facts(chunks: list[Chunk], where: str = "") -> list[Fact]:
-    """One fact per field of every row. A row is named by its key and, where it has one, a short
-    descriptive field, so a question can name the row either way."""
-    rows = []
-    for chunk in chunks:
-        fields = [(k.strip(), v.strip()) for k, v in _FIELD.findall(chunk.text)]
-        if len(fields) >= 2:
-            rows.append((chunk, fields))
-    column: dict[str, list[str]] = {}
-    for _, fields in rows:
-        for name, value in fields[1:]:
-            column.setdefault(name, []).append(value)
-    out = []
-    for chunk, fields in rows:
-        key_name, key = fields[0]
-        label = next(
-            (
-                v
-                for n, v in fields[1:]
-                if not _AMOUNT.fullmatch(v) and 1 <= len(v.split()) <= 8 and column.get(n, []).count(v) == 1
-            ),
-            "",
-        )
-        entity = f"{key} ({label})" if label else key
-        for name, value in fields[1:]:
-            if value == label:
-                continue
-            attribute = _human(name)
-            out.append(
-                Fact(
-                    statement=(
-                        f"{attribute[:1].upper()}{attribute[1:]} για {entity}: {value}."
-                        if language_of(f"{attribute} {entity} {value}") == "el"
-                        else f"The {attribute} of {entity} is {value}."
-                    ),
-                    chunk=chunk,
-                    kind="record",
-                    value=value,
-                    entity=entity,
-                    attribute=attribute,
-                    key_name=_human(key_name),
-                    others=sorted({v for v in column[name] if v != value}),
-                    where=where,
-                    names=[entity, label, key] if label else [key],
-                    unique=column[name].count(value) == 1,
-                )
-            )
-    return out
-
-
-def _values(sentence: str, most: int = 3) -> list[re.Match]:
-    """What a question about this sentence can ask for, best first: amounts of money, numbers with a unit,
-    clock times and codes; failing those, bare numbers, then names. Overlapping matches are dropped."""
-    numbers = [m for m in _FACT.finditer(sentence) if m.start() > 0]
-    codes = [m for m in _CODE.finditer(sentence) if m.start() > 0]
-    strong = [
-        *_CURRENCY.finditer(sentence),
-        *(m for m in numbers if m.group(2)),
-        *_TIME.finditer(sentence),
-        *codes,
-    ]
-    ranked = strong or [*numbers, *_NAME.finditer(sentence)]
-    out: list[re.Match] = []
-    for m in ranked:
-        if all(m.end() <= o.start() or m.start() >= o.end() for o in out):
-            out.append(m)
-    return out[:most]
-
-
-def prose_facts(chunk: Chunk, where: str = "") -> list[Fact]:
-    """Informative sentences of prose: 25–400 characters, not a question, with a value to ask for."""
-    out = []
-    headings = [h.strip() for h in chunk.section]
-    for sentence in split_sentences(chunk.text):
-        sentence = sentence.lstrip("-•*0123456789. ").strip() if re.match(r"^([-•*]|\d+\.)\s", sentence) else sentence
-        for h in headings:  # a PDF chunk's first sentence carries its heading ("3 Torque values Tighten …")
-            if h and sentence.startswith(h + " ") and len(sentence) > len(h) + 20:
-                sentence = sentence[len(h) + 1 :]
-        greek = language_of(sentence) == "el"
-        asked = sentence.endswith("?") or (greek and sentence.endswith(";"))  # Greek's question mark is ";"
-        if len(sentence) < 25 or len(sentence) > 400 or asked or sentence.count(":") > 2:
-            continue
-        if len(sentence.split()) < 6 and not sentence.endswith("."):  # a title or a list label
-            continue
-        if sentence.strip() in headings:
-            continue
-        values = _values(sentence)
-        if not values:
-            continue
-        what, mark = ("τι", ";") if greek else ("what", "?")
-        clozes = [(sentence[: m.start()] + what + sentence[m.end() :]).rstrip(" .;:") + mark for m in values]
-        found = [m.group(0).strip() for m in values]
-        out.append(Fact(_sentence(sentence), chunk, "fact", found[0], where=where, clozes=clozes, cloze_values=found))
-    return out
-
-
-def extract_facts(chunks: Iterable[Chunk], titles: dict[str, str]) -> list[Fact]:
-    by_source: dict[str, list[Chunk]] = {}
-    for chunk in chunks:
-        by_source.setdefault(chunk.source, []).append(chunk)
-    facts, seen = [], set()
-    for source, group in by_source.items():
-        where = titles.get(source) or _human(Path(source).stem)
-        records = [c for c in group if c.record_id is not None]
-        found = record_facts(records, where)
-        recorded = {f.chunk.chunk_id for f in found}
-        for chunk in group:
-            if chunk.chunk_id not in recorded:
-                found += prose_facts(chunk, where)
-        for f in found:
-            if f.statement not in seen:  # overlapping chunks repeat sentences
-                seen.add(f.statement)
-                facts.append(f)
-    return facts
-
-
-# --- 2. questions ---------------------------------------------------------------------------------------
-
-_RECORD_TEMPLATES = (
-    "What is the {a} of {e}?",
-    "What's the {a} for {e}?",
-    "Tell me the {a} of {e}.",
-    "{e}: what is its {a}?",
-    "Which {a} does {e} have?",
-    "Could you give me the {a} of {e}?",
-    "I need the {a} for {e}, what is it?",
-    "In the {w}, what {a} is listed for {e}?",
-    "Do you know the {a} of {e}?",
-    "Looking up {e}, what is the {a}?",
-)
-_PROSE_TEMPLATES = (
-    "{c}",
-    "According to the {w}, {lc}",
-    "{w}: {c}",
-    "Can you tell me {lc}",
-    "Quick question: {lc}",
-    "Do you know {lc}",
-    "I'd like to check something: {lc}",
-    "Please answer from the {w}: {lc}",
-    "Remind me, {lc}",
-    "One more thing: {lc}",
-)
-
-# the same angles in Greek, worded so that no article has to agree with an attribute or a name of unknown gender
-_RECORD_TEMPLATES_EL = (
-    "Τι {a} έχει {e};",
-    "{e}: {a};",
-    "Πείτε μου: {a} για {e}.",
-    "Για {e}, τι {a} ισχύει;",
-    "Ποιο είναι το στοιχείο «{a}» για {e};",
-    "Μπορείτε να μου πείτε {a} για {e};",
-    "Χρειάζομαι {a} για {e}. Τι ισχύει;",
-    "Σύμφωνα με το έγγραφο «{w}», τι {a} έχει {e};",
-    "Ξέρετε τι {a} έχει {e};",
-    "Ψάχνω {e}: τι {a} έχει;",
-)
-_PROSE_TEMPLATES_EL = (
-    "{c}",
-    "Σύμφωνα με το έγγραφο «{w}», {lc}",
-    "{w}: {c}",
-    "Μπορείτε να μου πείτε: {lc}",
-    "Γρήγορη ερώτηση: {lc}",
-    "Ξέρετε; {c}",
-    "Θέλω να ελέγξω κάτι: {lc}",
-    "Απαντήστε από το έγγραφο «{w}»: {lc}",
-    "Θυμίστε μου: {lc}",
-    "Κάτι ακόμα: {lc}",
-)
-# per language: record and prose templates; "is it true that" (a yes/no question), yes, no; which row has it
-_ASK = {
-    "en": (_RECORD_TEMPLATES, _PROSE_TEMPLATES, "Is it true that {s}?", "Yes", "No", "Which {k} has a {a} of {v}?"),
-    "el": (
-        _RECORD_TEMPLATES_EL,
-        _PROSE_TEMPLATES_EL,
-        "Ισχύει ότι {s};",
-        "Ναι",
-        "Όχι",
-        "Ποιο στοιχείο «{k}» έχει {a} {v};",
-    ),
-}
-
-
-def _wrong(value: str, others: list[str], rng: random.Random) -> str:
-    """A plausible wrong value: another row's value, else the number changed."""
-    if others:
-        return rng.choice(others)
-    m = re.search(r"\d+(?:\.\d+)?", value)
-    if not m:
-        return ""
-    n = float(m.group(0))
-    changed = n * rng.choice((2, 3)) if n else 5
-    text = f"{changed:g}" if "." in m.group(0) else str(int(changed))
-    return value[: m.start()] + text + value[m.end() :]
-
-
-def template_questions(fact: Fact, n: int, rng: random.Random) -> list[QA]:
-    """Model-free questions from several angles, each answered by the fact's statement."""
-
-    def qa(q: str, angle: str, answer: str | None = None, expect: Sequence[str] = ()) -> QA:
-        return QA(q, answer or fact.statement, fact.chunk, fact.kind, angle, fact.id, tuple(expect or [fact.value]))
-
-    out: list[QA] = []
-    records, proses, true_that, yes, no, which = _ASK.get(language_of(fact.statement), _ASK["en"])
-    if fact.kind == "record":
-        names = fact.names or [fact.entity]
-        out += [
-            qa(t.format(a=fact.attribute, e=names[i % len(names)], w=fact.where), "value")
-            for i, t in enumerate(records)
-        ]
-        if fact.unique and fact.others:  # the value names one row: ask for the row
-            out.append(
-                qa(
-                    which.format(k=fact.key_name, a=fact.attribute, v=fact.value),
-                    "entity",
-                    expect=fact.names or [fact.entity],
-                )
-            )
-    else:
-        clozes = fact.clozes
-        answers = fact.cloze_values or [fact.value] * len(clozes)
-        out += [
-            qa(
-                t.format(c=clozes[i % len(clozes)], lc=_lc(clozes[i % len(clozes)]), w=fact.where),
-                "value",
-                expect=[answers[i % len(clozes)]],
-            )
-            for i, t in enumerate(proses)
-        ]
-    claim = fact.statement.rstrip(".")
-    out.append(qa(true_that.format(s=_lc(claim)), "yes", f"{yes}. {fact.statement}", [yes.lower()]))
-    wrong = _wrong(fact.value, fact.others, rng) if fact.value else ""
-    # the value as a whole token: a "2" in "24 V" is not the delivery time of 2 days
-    alone = re.compile(rf"(?<![\w.,]){re.escape(fact.value)}(?![\w]|[.,]\d)") if fact.value else None
-    if wrong and wrong != fact.value and alone and alone.search(claim):
-        false = alone.sub(lambda _: wrong, claim, count=1)
-        out.append(qa(true_that.format(s=_lc(false)), "no", f"{no}. {fact.statement}", [no.lower()]))
-    # keep the yes/no pair and the entity question, fill the rest with value templates in a fixed order
-    special = [q for q in out if q.angle != "value"]
-    value = [q for q in out if q.angle == "value"]
-    return special + value[: max(n - len(special), 1)]
-
-
-PARAPHRASE_PROMPT = (
-    'Here is a fact from {where}:\n"{statement}"\n\n'
-    "Write {n} different questions that this fact answers, the way different customers or colleagues would "
-    "ask them. Use your own words: synonyms, another word order, a different angle (one may ask which thing "
-    "has the value). Each question must make sense on its own and name what it is about. "
-    'Reply with a JSON object: {{"questions": ["...", "..."]}}'
-)
-PARAPHRASE_SCHEMA = {
-    "type": "object",
-    "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 12}},
-    "required": ["questions"],
-}
-
-
-def model_questions(fact: Fact, generator, n: int) -> tuple[list[QA], int]:
-    """Questions the local model writes for the fact, kept only when they are about it; (kept, rejected)."""
-    from expertkit.models.generator import generate_json
-
-    greek = language_of(fact.statement) == "el"
-    prompt = PARAPHRASE_PROMPT.format(where=fact.where or "a company document", statement=fact.statement, n=n + 2)
-    if greek:  # the model answers in English unless told: the questions must be in the documents' language
-        prompt += (
-            " Write the questions in Greek, as Greek customers would ask them, ending with the Greek question mark ;"
-        )
-    value = generate_json(generator, [{"role": "user", "content": prompt}], PARAPHRASE_SCHEMA, 40 * (n + 2))
-    if value is None:
-        return [], 0
-    facts_words = _words(fact.statement)
-    kept, rejected = [], 0
-    for q in value["questions"]:
-        q = " ".join(str(q).split())
-        words = _words(q)
-        ok = (
-            (q.endswith("?") or (greek and q.endswith(";")))
-            and language_of(q) == ("el" if greek else "en")
-            and 3 <= len(q.split()) <= 40
-            and len(words & facts_words) >= 1  # about this fact
-            and norm_question(q) != norm_question(fact.statement)
-        )
-        if ok and len(kept) < n:
-            values = [fact.value, *fact.cloze_values] if fact.value else fact.cloze_values
-            kept.append(QA(q, fact.statement, fact.chunk, fact.kind, "model", fact.id, tuple(dict.fromkeys(values))))
-        else:
-            rejected += 1
-    return kept, rejected
-
-
-def norm_question(q: str) -> str:
-    return " ".join(re.findall(r"\w+", q.lower()))
-
-
-def ask_facts(
-    facts: list[Fact],
-    questions: int = QUESTIONS,
-    generator=None,
-    model_share: int = MODEL_QUESTIONS,
-    seed: int = 0,
-    on_fact: Callable[[], None] | None = None,
-    model_until: float | None = None,
-) -> tuple[list[QA], int, int, int]:
-    """Every fact asked ``questions`` ways, duplicates removed: (qas, duplicates, model kept, model rejected).
-    ``model_until`` (a time.monotonic() value): after it, facts get template questions only (a time budget)."""
-    if questions < 1:
-        raise DataError(f"--questions {questions}: at least 1 question per fact")
-    n_model = min(model_share, questions) if generator is not None else 0
-
-    def written(fact: Fact) -> tuple[list[QA], int]:
-        if not n_model or (model_until is not None and time.monotonic() > model_until):
-            return [], 0
-        return model_questions(fact, generator, n_model)
-
-    workers = max(1, int(getattr(generator, "parallel", 1) or 1))
-    pool = ThreadPoolExecutor(workers) if n_model and workers > 1 else None
-    results = pool.map(written, facts) if pool else map(written, facts)
-    seen: set[str] = set()
-    out, dupes, kept, rejected = [], 0, 0, 0
-    try:
-        for fact, (by_model, bad) in zip(facts, results, strict=True):
-            kept, rejected = kept + len(by_model), rejected + bad
-            rng = random.Random(f"{seed}|{fact.id}")  # the same fact gets the same questions, run after run
-            items = by_model + template_questions(fact, questions - len(by_model), rng)
-            for qa in items:
-                key = norm_question(qa.question)
-                if key in seen:
-                    dupes += 1
-                    continue
-                seen.add(key)
-                out.append(qa)
-            if on_fact:
-                on_fact()
-    finally:
-        if pool:
-            pool.shutdown()
-    return out, dupes, kept, rejected
-
-
-# --- 3. documents as text ----------------------------------------------------------------------------
+# --- documents as text (5.) -----------------------------------------------------------------------
 
 REPHRASE_PROMPT = (
     "Rewrite this passage from {where} in your own words as one short paragraph. Keep every name, code, "
@@ -484,7 +70,7 @@ def document_texts(
     out = []
     for chunk in chunks:
         numbers = numbers_in(chunk.text)
-        where = titles.get(chunk.source) or _human(Path(chunk.source).stem)
+        where = titles.get(chunk.source) or readable(Path(chunk.source).stem)
         header = " — ".join([where, *[s for s in chunk.section if s != where]])
         out.append((f"{header}\n\n{chunk.text}", chunk))
         for _ in range(rephrasings if generator is not None else 0):
@@ -495,7 +81,7 @@ def document_texts(
     return out
 
 
-# --- 4. splits and files --------------------------------------------------------------------------------
+# --- held-out splits (4.) and files ---------------------------------------------------------------------
 
 
 def _hash_fraction(key: str, seed: int) -> float:
