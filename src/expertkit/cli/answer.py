@@ -260,13 +260,11 @@ def serve(
 
     Callers send an API key (`expertkit keys add`) and read only their key's access groups.
     """
-    import copy
-
     import uvicorn
 
     from expertkit.config import is_loopback_host as is_loopback
     from expertkit.models.generator import choose_backend, make_generator
-    from expertkit.serve.app import EXPERT_ID, ServedModel, create_app
+    from expertkit.serve.app import create_app
     from expertkit.tune.adapters import list_adapters
 
     ws = _open(workspace, set_)
@@ -291,21 +289,7 @@ def serve(
             g, runtime_dir=None if switchable else ws.data_dir, switchable=[a.path for a in switchable]
         )
     rag = ws.rag(generator, index)
-    adapters = []
-    for position, a in enumerate(switchable):
-        _warn_stale(a.name, a.lineage, index)
-        tuned = copy.copy(rag)  # the same retriever; the adapter's answers
-        tuned.generator = generator.with_adapter(position, f"{g.model}+{a.name}")
-        records = [index.get_source(path) for path in a.lineage.get("sources") or {}]
-        adapters.append(
-            ServedModel(
-                f"{EXPERT_ID}+{a.name}",
-                tuned.generator,
-                tuned,
-                f"the expert with adapter {a.name} (fine-tuned on {len(records)} documents)",
-                ServedModel.learned([frozenset(r.groups) if r else None for r in records]),
-            )
-        )
+    adapters = _served_adapters(switchable, generator, rag, index, g.model)
     app_ = create_app(
         generator,
         rag,
@@ -317,7 +301,40 @@ def serve(
         require_keys=behind_proxy or not is_loopback(host),
     )
     rag.embedder.model  # noqa: B018 - loaded now, not by the first question
-    names = [EXPERT_ID + " (default: answers from the documents, cited)", *(m.id for m in adapters), generator.name]
+    _print_serving(host, port, [m.id for m in adapters], generator.name, keys)
+    # proxy_headers off: X-Forwarded-For never rewrites who the caller is (the keyless owner is the loopback peer)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=False)
+
+
+def _served_adapters(switchable: list, generator, rag, index, model: str) -> list:
+    """Each adapter the server switches to as a model of its own: the expert's retriever, the adapter's
+    answers, and the groups of the documents it learned (a caller must be allowed to read each one)."""
+    import copy
+
+    from expertkit.serve.app import EXPERT_ID, ServedModel
+
+    adapters = []
+    for position, a in enumerate(switchable):
+        _warn_stale(a.name, a.lineage, index)
+        tuned = copy.copy(rag)  # the same retriever; the adapter's answers
+        tuned.generator = generator.with_adapter(position, f"{model}+{a.name}")
+        records = [index.get_source(path) for path in a.lineage.get("sources") or {}]
+        adapters.append(
+            ServedModel(
+                f"{EXPERT_ID}+{a.name}",
+                tuned.generator,
+                tuned,
+                f"the expert with adapter {a.name} (fine-tuned on {len(records)} documents)",
+                ServedModel.learned([frozenset(r.groups) if r else None for r in records]),
+            )
+        )
+    return adapters
+
+
+def _print_serving(host: str, port: int, adapter_ids: list[str], bare: str, keys) -> None:
+    from expertkit.serve.app import EXPERT_ID
+
+    names = [EXPERT_ID + " (default: answers from the documents, cited)", *adapter_ids, bare]
     console.print(f"serving on http://{host}:{port}: the web chat at /, OpenAI's API at /v1")
     console.print(f"models: {', '.join(names)}")
     n_keys = sum(r.active for r in keys.records())
@@ -327,5 +344,3 @@ def serve(
         else "[yellow]no API keys: anyone on this machine can read every document; "
         "`expertkit keys add NAME --group G` makes the server ask for keys[/yellow]"
     )
-    # proxy_headers off: X-Forwarded-For never rewrites who the caller is (the keyless owner is the loopback peer)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=False)
