@@ -469,8 +469,8 @@ def test_the_labels_around_a_greek_answer_are_greek(capsys, monkeypatch):
     """The answer, the note that it is a quote and where each citation points come in the asker's language."""
     from rich.console import Console
 
+    from expertkit.answer import Answer, Citation
     from expertkit.cli import answer as cli_answer
-    from expertkit.rag import Answer, Citation
 
     monkeypatch.setattr(cli_answer, "console", Console(width=200, no_color=True))
     cite = Citation(1, "c1", "/ws/docs/deltio.pdf", 2, None, None, "Ο EV-35B αποστέλλεται δωρεάν.", True)

@@ -14,11 +14,6 @@ import time
 from collections.abc import Callable
 
 from expertkit.answer import Answer, passage_header
-
-# re-exported: ask returns Answer and Citation, and serve imports these from here
-from expertkit.answer import Citation as Citation
-from expertkit.answer import is_not_found as is_not_found
-from expertkit.answer import strip_citations as strip_citations
 from expertkit.answer_check import check_answer
 from expertkit.errors import QuestionError
 from expertkit.index.base import Filters

@@ -692,7 +692,7 @@ def test_the_web_chat_never_shows_another_groups_passage(served, browser):
 
 
 def test_a_greek_answer_lists_its_sources_under_greek_labels_and_a_follow_up_reads_past_them():
-    from expertkit.rag import Answer, Citation
+    from expertkit.answer import Answer, Citation
     from expertkit.serve.render import SOURCES_START, sources_text
 
     cite = Citation(1, "c1", "/ws/docs/timokatalogos.pdf", 3, "Τιμές", None, "ΣΑ-08: 412,50 €", False)

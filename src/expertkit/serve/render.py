@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from expertkit.answer import Answer, is_not_found, strip_citations
 from expertkit.language import LANGUAGES, say
-from expertkit.rag import RAG, Answer, is_not_found, strip_citations
+from expertkit.rag import RAG
 
 # where a client's copy of an earlier answer ends and its sources begin ("Sources:", "Πηγές:"), in any language
 # expertkit answers in

@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from expertkit.answer import Answer
 from expertkit.errors import ExpertkitError
-from expertkit.rag import Answer
 from expertkit.serve.admission import ClientGone, EventStream, quietly, until
 from expertkit.serve.api import (
     ApiError,
