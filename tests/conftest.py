@@ -55,9 +55,14 @@ def workspace(tmp_path):
 
 
 def shared_set(name: str) -> Path:
+    """A shared evaluation set. Missing, it fails the test: a clone without ../shared must not pass green
+    by skipping what it never ran. EXPERTKIT_NO_SHARED_DATA=1 says so on purpose and skips them instead."""
     path = SHARED_DATA / name
     if not (path / "corpus.jsonl").exists():
-        pytest.skip(f"{path} is not here: the shared evaluation data sits beside the project in ../shared/data")
+        message = f"{path} is not here: the shared evaluation data sits beside the project in ../shared/data"
+        if os.environ.get("EXPERTKIT_NO_SHARED_DATA") == "1":
+            pytest.skip(message)
+        pytest.fail(f"{message} (set EXPERTKIT_NO_SHARED_DATA=1 to skip these tests on purpose)")
     return path
 
 
