@@ -417,3 +417,19 @@ def test_a_number_with_other_units_than_the_passages_is_not_supported(rag):
         SearchHit(Chunk("Cold rooms: 24 months. Panels are covered for 5 years.", "/d/t.txt", 0, 0, 60), 1, {})
     ])  # fmt: skip
     assert english.unsupported == ["The panels are covered for 24 years."]
+
+
+def test_the_quote_fallback_never_quotes_a_tables_header_or_rule_row(embedder):
+    """A header row names the columns and states no value: an unsupported answer over a Markdown table falls
+    back to a row that holds one, not to "| Category | Vehicles | Max length |"."""
+    from expertkit.schema import Chunk, SearchHit
+
+    table = (
+        "| Category | Vehicles | Max length | Max height |\n|---|---|---|---|\n"
+        "| L2 | Cars | 4.25 m | 2.00 m |\n| L3 | Jeeps and vans | 5.50 m | 2.40 m |"
+    )
+    hits = [SearchHit(Chunk(table, "/d/categories.md", 0, 0, 80), 1, {})]
+    rag = RAG(Retriever(None, embedder), None)
+    answer = rag.verify("What is the max length for category L3 vehicles?", "It is 9.75 m [1].", hits)
+    assert answer.extractive and answer.found
+    assert answer.citations[0].quote == "| L3 | Jeeps and vans | 5.50 m | 2.40 m |"

@@ -215,12 +215,24 @@ def _citation(n: int, hit: SearchHit, quote: str, attributed: bool) -> Citation:
 
 
 def _body_sentences(hit: SearchHit) -> list[str]:
-    """A passage's sentences without its heading lines ("Maintenance"), which support nothing and make
-    poor quotes; a passage that is only a heading keeps it."""
-    headings = {part.strip().lower() for part in hit.chunk.section}
-    sentences = split_sentences(hit.chunk.text) or [hit.chunk.text]
-    body = [s for s in sentences if s.lstrip("#").strip().lower() not in headings]
+    """A passage's sentences without its heading lines ("Maintenance") and without a table's header and rule
+    rows ("| Category | Length |", "|---|---|"): they name what the rows hold but state no value, so they
+    support nothing and make poor quotes. A passage that is only such lines keeps them."""
+    text = hit.chunk.text
+    skip = {part.strip().lower() for part in hit.chunk.section}
+    lines = [line.strip() for line in text.splitlines()]
+    for i, line in enumerate(lines):
+        if _TABLE_RULE.fullmatch(line):
+            skip.add(line.lower())
+            if i > 0 and lines[i - 1].startswith("|"):
+                skip.add(lines[i - 1].lower())
+    sentences = split_sentences(text) or [text]
+    body = [s for s in sentences if s.lstrip("#").strip().lower() not in skip]
     return body or sentences
+
+
+# a Markdown table's rule row, under its header: | --- | :---: |
+_TABLE_RULE = re.compile(r"\|?(\s*:?-{3,}:?\s*\|)+\s*(:?-{3,}:?\s*)?")
 
 
 # the share of an answer sentence's words a passage must hold to support it: all-MiniLM-L6-v2's support threshold,
