@@ -154,24 +154,20 @@ def _ensure_model(name: str) -> None:
 
 
 def _rag(ws: Workspace, adapter: str | None = None):
+    from expertkit.models.backend import choose
     from expertkit.models.generator import make_generator
 
     index = ws.open_index()
-    settings = ws.settings.generate
     adapter_path = _adapter_path(ws, adapter) if adapter else None
     if adapter_path is not None:
         from expertkit.tune.adapters import read_lineage
 
-        lineage = read_lineage(adapter_path)
-        _warn_stale(adapter, lineage, index)
-        if lineage.get("method") == "full":  # a full fine-tune is a whole model, not an adapter
-            settings = settings.model_copy(update={"model": str(adapter_path)})
-            adapter_path = None
-        elif lineage.get("base") and lineage["base"] != settings.model:
-            settings = settings.model_copy(update={"model": lineage["base"]})  # the base it was trained on
-    _ensure_model(settings.model)
-    with err.status(f"loading {settings.model}…"):
-        generator = make_generator(settings, adapter=adapter_path, runtime_dir=ws.data_dir)
+        _warn_stale(adapter, read_lineage(adapter_path), index)
+    # a full fine-tune runs as the model, an adapter on the base it was trained on
+    choice = choose(ws.settings.generate, adapter_path)
+    _ensure_model(choice.settings.model)
+    with err.status(f"loading {choice.settings.model}…"):
+        generator = make_generator(choice.settings, adapter=choice.adapter, runtime_dir=ws.data_dir)
     return ws.rag(generator, index)
 
 

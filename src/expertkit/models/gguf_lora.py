@@ -68,7 +68,7 @@ def _config(adapter: Path) -> tuple[dict, dict]:
     lineage = read_lineage(adapter)
     base_path = lineage.get("base_path") or peft_cfg.get("base_model_name_or_path")
     if (not base_path or not (Path(base_path) / "config.json").exists()) and lineage.get("base"):
-        from expertkit.models.generator import local_model_path
+        from expertkit.models.local_model import local_model_path
 
         base_path = local_model_path(lineage["base"])  # a registry base's converted copy, made again if deleted
     try:
