@@ -186,19 +186,10 @@ class ApiError(HTTPException):
     def __str__(self) -> str:
         return str(self.detail)
 
-
-def error_response(
-    status: int,
-    message: str,
-    kind: str,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An error body as OpenAI's API sends it, so existing clients raise their usual exceptions."""
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status, headers=headers
-    )
+    def response(self) -> JSONResponse:
+        """The error's body as OpenAI's API sends it, so existing clients raise their usual exceptions."""
+        body = {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}}
+        return JSONResponse(body, self.status, headers=self.headers)
 
 
 def _same(value: Any, neutral: Any) -> bool:

@@ -28,7 +28,7 @@ from expertkit.config import ServeSettings
 from expertkit.models.generator import Generator
 from expertkit.rag import RAG
 from expertkit.serve.admission import Admission, Slots
-from expertkit.serve.api import ApiError, error_response
+from expertkit.serve.api import ApiError
 from expertkit.serve.guard import BodyLimit, KeyCheck, SecurityHeaders, chat_page, page_policy
 from expertkit.serve.routes import router
 from expertkit.serve.state import EXPERT_ID, ServedModel, Server
@@ -85,7 +85,7 @@ def create_app(
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, str(exc), exc.kind, exc.param, exc.code, exc.headers)
+    return exc.response()
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -95,4 +95,4 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         message = f"no such endpoint: {request.method} {request.url.path} (the API is under /v1)"
     elif exc.status_code == 405:
         message = f"{request.url.path} does not take {request.method}"
-    return error_response(exc.status_code, message, "invalid_request_error", headers=getattr(exc, "headers", None))
+    return ApiError(exc.status_code, message, "invalid_request_error", headers=getattr(exc, "headers", None)).response()

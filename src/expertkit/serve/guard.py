@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from expertkit.config import is_loopback_host as is_loopback
 from expertkit.errors import ExpertkitError
-from expertkit.serve.api import ApiError, error_response
+from expertkit.serve.api import ApiError
 
 
 @dataclass
@@ -169,4 +169,4 @@ def _too_large_message(limit: int) -> str:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return error_response(413, _too_large_message(limit), "invalid_request_error", "body")
+    return ApiError(413, _too_large_message(limit), "invalid_request_error", "body").response()
