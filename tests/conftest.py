@@ -184,10 +184,12 @@ class KeyCatcher:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         seen = self.requests = []
+        paths = self.paths = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                seen.append(dict(self.headers))
+                seen.append({k.title(): v for k, v in self.headers.items()})  # one spelling: Authorization
+                paths.append(self.path)
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = b'data: {"choices":[{"delta":{"content":"Hello"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
                 self.send_response(200)

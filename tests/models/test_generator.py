@@ -118,9 +118,17 @@ def misbehaving_app(mode: str, calls: list):
             return JSONResponse({"error": "overloaded"}, status_code=503)
         if mode == "slow":
             time.sleep(3)
+        if mode == "retry-after" and len(calls) == 1:
+            calls.append(time.monotonic())
+            return JSONResponse({"error": "busy"}, status_code=429, headers={"Retry-After": "1"})
+        if mode == "retry-after":
+            calls.append(time.monotonic())
 
         def events():
             delta = {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]}
+            if mode == "sse-fields":  # the rest of the SSE format: ids, event names, comments, retry hints
+                yield f": keep-alive\nid: 1\nevent: message\nretry: 1000\ndata: {json.dumps(delta)}\n\n"
+                delta = {"choices": [{"delta": {"content": " there"}, "finish_reason": "stop"}]}
             yield f"data: {json.dumps(delta)}\n\n"
             if mode == "garbage":
                 yield "data: {not json\n\n"
@@ -128,6 +136,8 @@ def misbehaving_app(mode: str, calls: list):
                 return
             elif mode == "midstream-error":
                 yield f"data: {json.dumps({'error': {'message': 'model crashed'}})}\n\n"
+            if mode != "sse-fields":  # every server ends an answer with its finish reason
+                yield f"data: {json.dumps({'choices': [{'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -141,15 +151,15 @@ def misbehaving_app(mode: str, calls: list):
         ("500", "failed after 3 attempts: HTTP 500", 3),
         ("401", "HTTP 401", 1),
         ("garbage", "malformed stream", 1),
-        ("truncated", "ended without [DONE]", 1),
+        ("truncated", "ended without a finish reason", 1),
         ("midstream-error", "model crashed", 1),
-        ("slow", "did not answer within 1s", 1),
+        ("slow", "did not answer within 1s", 3),  # a timeout is retried, as the openai SDK does
     ],
 )
 def test_http_errors_are_clear(mode, needle, attempts):
     calls: list = []
     with Server(misbehaving_app(mode, calls)) as url:
-        remote = OpenAIGenerator(url, "m", timeout=1, retries=2, backoff=0.01)
+        remote = OpenAIGenerator(url, "m", timeout=1, retries=2)
         with pytest.raises(GeneratorError, match=needle.replace("[", r"\[")):
             remote.generate(QUESTION)
     assert len(calls) == attempts
@@ -158,12 +168,50 @@ def test_http_errors_are_clear(mode, needle, attempts):
 def test_http_retry_recovers_from_a_transient_error():
     calls: list = []
     with Server(misbehaving_app("flaky", calls)) as url:
-        gen = OpenAIGenerator(url, "m", retries=2, backoff=0.01).generate(QUESTION)
+        gen = OpenAIGenerator(url, "m", retries=2).generate(QUESTION)
     assert gen.text == "Hello" and len(calls) == 2
 
 
+def test_a_stream_with_ids_event_names_and_comments_is_read():
+    """Servers may send any SSE field; the old hand-written reader refused all but data: lines."""
+    with Server(misbehaving_app("sse-fields", [])) as url:
+        assert OpenAIGenerator(url, "m", retries=0).generate(QUESTION).text == "Hello there"
+
+
+def test_a_429_is_retried_no_sooner_than_its_retry_after():
+    calls: list = []
+    with Server(misbehaving_app("retry-after", calls)) as url:
+        gen = OpenAIGenerator(url, "m", retries=2).generate(QUESTION)
+    first, second = (c for c in calls if isinstance(c, float))
+    assert gen.text == "Hello" and second - first >= 0.95  # the server asked for 1 s
+
+
+def test_no_credential_in_the_environment_reaches_the_server(monkeypatch):
+    """The SDK reads OPENAI_API_KEY, OPENAI_ADMIN_KEY, OPENAI_ORG_ID and OPENAI_PROJECT_ID by itself; none may
+    go to a server expertkit did not give that key to."""
+    env = {"OPENAI_API_KEY": OPENAI_KEY, "OPENAI_ADMIN_KEY": "sk-admin-" + "5" * 32,
+           "OPENAI_ORG_ID": "org-secretorg", "OPENAI_PROJECT_ID": "proj_secretproject"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with KeyCatcher() as listener:
+        assert OpenAIGenerator(listener.url, "m").generate(QUESTION).text == "Hello"
+        assert OpenAIGenerator(listener.url, "m", api_key="sk-chosen").generate(QUESTION).text == "Hello"
+    keyless, keyed = (r for r, path in zip(listener.requests, listener.paths) if path.endswith("/chat/completions"))
+    assert "Authorization" not in keyless and keyed["Authorization"] == "Bearer sk-chosen"
+    assert not any(listener.saw(value) for value in env.values())
+
+
+def test_a_server_that_cannot_count_tokens_gets_an_estimate_that_does_not_undercount_greek():
+    remote = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", retries=0)  # nothing listens there
+    greek = "Πόσους μήνες εγγύηση έχει ο θερμοστάτης ΘΡ-12 της εταιρείας;"
+    english = "How many months of warranty does the TR-12 thermostat carry?"
+    letters = sum(not ch.isascii() for ch in greek)
+    assert remote.count_tokens([{"role": "user", "content": greek}]) >= letters + 4  # len/4 + 4 counted 19
+    assert remote.count_tokens([{"role": "user", "content": english}]) == -(-len(english) // 3) + 4
+
+
 def test_http_server_down():
-    remote = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2, retries=1, backoff=0.01)
+    remote = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2, retries=1)
     with pytest.raises(GeneratorError, match="cannot connect.*Is the server running"):
         remote.generate(QUESTION)
 

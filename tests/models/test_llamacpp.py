@@ -80,6 +80,17 @@ def test_streams_with_the_ggufs_own_template_and_exact_token_counts(llama):
     assert llama.context_window == 2048
 
 
+def test_a_llama_server_reached_as_a_remote_counts_tokens_exactly(llama):
+    """Through its OpenAI API, a llama.cpp server elsewhere counts tokens with the model's own template and
+    tokenizer (/apply-template, /tokenize), as the local generator does: Greek is not guessed at."""
+    from expertkit.models.openai_compat import OpenAIGenerator
+
+    remote = OpenAIGenerator(f"{llama.server.url}/v1", llama.name, api_key=llama.server.api_key)
+    greek = [{"role": "user", "content": "Πόσους μήνες εγγύηση έχει ο θερμοστάτης ΘΡ-12;"}]
+    assert remote.count_tokens(greek) == llama.count_tokens(greek)
+    assert remote.generate(QUESTION, 4).prompt_tokens == remote.count_tokens(QUESTION)
+
+
 def test_the_shared_system_prompt_comes_from_the_prompt_cache(llama):
     """RAG's system message is the same for every question: the second question reads it from the cache."""
     system = {"role": "system", "content": "You answer questions about Norvale pumps and nothing else. " * 20}

@@ -5,7 +5,6 @@ own llama-server the same way, so streaming, timeouts and errors are handled in 
 
 from __future__ import annotations
 
-import json
 import time
 
 from expertkit.errors import GeneratorError
@@ -13,10 +12,15 @@ from expertkit.models.base import STOP, Generation, Messages, OnToken
 
 
 class OpenAIGenerator:
-    """Any OpenAI-compatible /v1/chat/completions endpoint, streamed, with timeouts and retries.
+    """Any OpenAI-compatible /v1/chat/completions endpoint, through the openai SDK: streamed, with its
+    retries (connection errors, timeouts, 408, 429 and 5xx, with jittered exponential backoff that honours
+    the server's Retry-After, as expertkit's own server sends it) and a standard SSE reader (``id:``,
+    ``event:`` and comment lines are part of the format).
 
-    Retries cover connection errors, 429 and 5xx before the first token arrives; after that a broken
-    stream is an error, never a silently shortened answer.
+    Nothing reaches the server that expertkit did not choose: the key given (config.api_key_for decides
+    which may go where), never OPENAI_API_KEY, OPENAI_ADMIN_KEY, OPENAI_ORG_ID or OPENAI_PROJECT_ID from
+    the environment, which the SDK would otherwise read and send to whatever server a workspace names.
+    A stream that breaks after the first token is an error, never a silently shortened answer.
     """
 
     parallel = 1  # requests sent at once: one, as callers have always assumed (the server may take more)
@@ -30,20 +34,47 @@ class OpenAIGenerator:
         timeout: float = 60.0,
         retries: int = 2,
         context_window: int = 4096,
-        backoff: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.api_key = api_key  # never read from the environment here: config.api_key_for decides what may go
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
         self.context_window = context_window
-        self._client = None
+        self._client = None  # httpx, for the server's own endpoints (llama.cpp's /tokenize, /apply-template)
+        self._sdk = None
+        self._tokenize: bool | None = None  # whether the server counts tokens (llama.cpp's /tokenize); None: unknown
+
+    # -- tokens ------------------------------------------------------------------------------------------
 
     def count_tokens(self, messages: Messages) -> int:
-        # the remote tokenizer is unknown; 4 characters a token is the usual estimate for English
-        return sum(len(m["content"]) // 4 + 4 for m in messages)
+        """The prompt's tokens. A llama.cpp server counts them exactly, with the model's own chat template
+        (``/apply-template`` and ``/tokenize`` beside ``/v1``); any other server gets an estimate that never
+        undercounts much: 3 characters a token for ASCII text, and one token for every other character (Greek
+        takes 1.3 to 2.6 characters a token in multilingual tokenizers, against about 3 for English)."""
+        if self._tokenize is not False:
+            counted = self._server_count(messages)
+            self._tokenize = counted is not None
+            if counted is not None:
+                return counted
+        return sum(estimate_tokens(m["content"]) + 4 for m in messages)
+
+    def _server_count(self, messages: Messages) -> int | None:
+        import httpx
+
+        root = self.base_url.removesuffix("/v1")
+        try:
+            client = self._http()
+            rendered = client.post(f"{root}/apply-template", json={"messages": messages}, headers=self._headers())
+            if rendered.status_code != 200:
+                return None
+            body = {"content": rendered.json()["prompt"], "parse_special": True}
+            tokens = client.post(f"{root}/tokenize", json=body, headers=self._headers())
+            return len(tokens.json()["tokens"]) if tokens.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    # -- connections -------------------------------------------------------------------------------------
 
     def _http(self):
         """One client per generator: its connection is kept alive between requests (a new one cost
@@ -54,14 +85,41 @@ class OpenAIGenerator:
             self._client = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)))
         return self._client
 
+    def _openai(self):
+        """The SDK's client, made once and kept (its connections stay alive between requests)."""
+        import openai
+
+        if self._sdk is None:
+            self._sdk = openai.OpenAI(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                admin_api_key="",  # never OPENAI_ADMIN_KEY from the environment
+                timeout=openai.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                max_retries=self.retries,
+            )
+        return self._sdk
+
     def close(self) -> None:
-        """Close the kept-alive connection (a later request opens another)."""
+        """Close the kept-alive connections (a later request opens others)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._sdk is not None:
+            self._sdk.close()
+            self._sdk = None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _sdk_headers(self) -> dict:
+        """Per request: the organisation and project the SDK reads from the environment stay out, and so does
+        an Authorization header when no key may go."""
+        import openai
+
+        omitted = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+        return omitted if self.api_key else {**omitted, "Authorization": openai.omit}
+
+    # -- generation --------------------------------------------------------------------------------------
 
     def generate(
         self,
@@ -81,87 +139,83 @@ class OpenAIGenerator:
         on_token: OnToken | None,
         extra: dict | None = None,
     ) -> Generation:
-        import httpx
+        import openai
 
-        body = {
-            "model": self.name,
-            "messages": messages,
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            **(extra or {}),
-        }
         url = f"{self.base_url}/chat/completions"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            started = time.perf_counter()
-            try:
-                with self._http().stream("POST", url, json=body, headers=self._headers()) as response:
-                    if response.status_code in (429, 500, 502, 503, 504):
-                        last = f"HTTP {response.status_code}: {response.read().decode(errors='replace')[:200]}"
-                        continue
-                    if response.status_code >= 400:
-                        detail = response.read().decode(errors="replace")[:300]
-                        raise GeneratorError(f"{url} answered HTTP {response.status_code}: {detail}")
-                    return self._read_stream(response, url, started, on_token, messages)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last = f"cannot connect ({exc})"
-            except httpx.TimeoutException:
+        started = time.perf_counter()
+        try:
+            stream = self._openai().chat.completions.create(
+                model=self.name,
+                messages=messages,
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body=extra or None,
+                extra_headers=self._sdk_headers(),
+            )
+            with stream:
+                return self._read_stream(stream, url, started, on_token, messages)
+        except openai.APITimeoutError:
+            raise GeneratorError(
+                f"{url} did not answer within {self.timeout:.0f}s ({self.retries + 1} attempts); raise the timeout "
+                "or check the server"
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise GeneratorError(
+                f"{url} failed after {self.retries + 1} attempts: cannot connect ({exc.__cause__ or exc}). "
+                "Is the server running?"
+            ) from None
+        except openai.APIStatusError as exc:
+            detail = exc.response.text[:300]
+            retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            if retried and self.retries:
                 raise GeneratorError(
-                    f"{url} did not answer within {self.timeout:.0f}s; raise the timeout or check the server"
+                    f"{url} failed after {self.retries + 1} attempts: HTTP {exc.status_code}: {detail[:200]}. "
+                    "Is the server running?"
                 ) from None
-            except httpx.HTTPError as exc:
-                raise GeneratorError(f"{url}: {type(exc).__name__}: {exc}") from None
-        raise GeneratorError(f"{url} failed after {self.retries + 1} attempts: {last}. Is the server running?")
+            raise GeneratorError(f"{url} answered HTTP {exc.status_code}: {detail}") from None
+        except openai.APIError as exc:  # an error event in the stream
+            raise GeneratorError(f"{url} reported an error mid-stream: {exc.message}") from None
+        except ValueError as exc:  # an event that is not JSON
+            raise GeneratorError(f"malformed stream from {url}: {exc}") from None
 
     def _read_stream(
-        self, response, url: str, started: float, on_token: OnToken | None, messages: Messages
+        self, stream, url: str, started: float, on_token: OnToken | None, messages: Messages
     ) -> Generation:
         parts: list[str] = []
-        usage: dict = {}
-        finish = "stop"
-        done = False
+        usage = None
+        finish: str | None = None
         first: float | None = None
         try:
-            for line in response.iter_lines():
-                if not line.strip() or line.startswith(":"):
-                    continue
-                if not line.startswith("data:"):
-                    raise GeneratorError(f"malformed stream from {url}: expected 'data:' lines, got {line[:80]!r}")
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                try:
-                    event = json.loads(data)
-                except json.JSONDecodeError:
-                    raise GeneratorError(f"malformed stream from {url}: not JSON: {data[:80]!r}") from None
-                if "error" in event:
-                    raise GeneratorError(f"{url} reported an error mid-stream: {event['error']}")
-                usage = event.get("usage") or usage
-                for choice in event.get("choices", []):
-                    piece = (choice.get("delta") or {}).get("content") or ""
+            for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices or []:
+                    piece = choice.delta.content if choice.delta is not None else None
                     if piece:
                         if first is None:
                             first = time.perf_counter() - started
                         parts.append(piece)
                         if on_token:
                             on_token(piece)
-                    finish = choice.get("finish_reason") or finish
+                    finish = choice.finish_reason or finish
         except KeyboardInterrupt:
-            finish, done = "interrupted", True
-        if not done:
-            raise GeneratorError(f"malformed stream from {url}: it ended without [DONE]")
-        text = "".join(parts)
+            finish = "interrupted"
+        if finish is None:  # every answer ends with a finish reason; without one the stream was cut
+            raise GeneratorError(f"malformed stream from {url}: it ended without a finish reason (cut short)")
+        cached = usage.prompt_tokens_details.cached_tokens if usage and usage.prompt_tokens_details else 0
         return Generation(
-            text.strip(),
-            int(usage.get("prompt_tokens") or self.count_tokens(messages)),
-            int(usage.get("completion_tokens") or len(parts)),
+            "".join(parts).strip(),
+            int(usage.prompt_tokens if usage and usage.prompt_tokens else self.count_tokens(messages)),
+            int(usage.completion_tokens if usage and usage.completion_tokens else len(parts)),
             time.perf_counter() - started,
             finish,
             first,
-            int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+            int(cached or 0),
         )
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` when no tokenizer is at hand: ASCII at 3 characters a token, any other character one."""
+    ascii_chars = sum(ch.isascii() for ch in text)
+    return -(-ascii_chars // 3) + (len(text) - ascii_chars)
