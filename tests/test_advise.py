@@ -10,10 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from expertkit.advise import (
-    BOTH,
-    FT,
-    RAG,
     Profile,
+    Recommendation,
     RouteResult,
     change_rate,
     contains_value,
@@ -29,13 +27,27 @@ from expertkit.cli import app
 from expertkit.index.base import SyncRecord
 from tests.conftest import EXAMPLES
 
+RAG, FT, BOTH = Recommendation.RAG, Recommendation.FINE_TUNING, Recommendation.BOTH
+
 runner = CliRunner()
 
 
 def profile(**over) -> Profile:
-    values = dict(documents=3, chunks=30, words=5_000, structured_share=0.1, facts=40, syncs=1,
-                  changed_per_sync=None, days_observed=0.0, perplexity=20.0, perplexity_reference=10.0,
-                  base="smollm2-135m-instruct", traceable=True, workflow=False)  # fmt: skip
+    values = dict(
+        documents=3,
+        chunks=30,
+        words=5_000,
+        structured_share=0.1,
+        facts=40,
+        syncs=1,
+        changed_per_sync=None,
+        days_observed=0.0,
+        perplexity=20.0,
+        perplexity_reference=10.0,
+        base="smollm2-135m-instruct",
+        traceable=True,
+        workflow=False,
+    )
     values.update(over)
     return Profile(**values)
 
@@ -237,7 +249,8 @@ def test_greek_documents_are_measured_against_greek_generic_text(monkeypatch):
     """A corpus is compared with everyday text in its own language: per-token perplexity depends on the
     language and the tokenizer (SmolLM2 cuts Greek into bytes), so Greek chunks against English prose would
     measure the language, not how specialised the documents are."""
-    import expertkit.advise as advise
+    from expertkit.advise import VERTICAL_RATIO, corpus_language, language_distance, reference_texts
+    from expertkit.language import language_of
 
     everyday = [
         "Το καλοκαίρι οι περισσότερες οικογένειες πηγαίνουν διακοπές σε κάποιο νησί ή στο χωριό τους. Τα παιδιά "
@@ -245,15 +258,17 @@ def test_greek_documents_are_measured_against_greek_generic_text(monkeypatch):
         "Ο φούρνος της γειτονιάς ανοίγει πολύ νωρίς το πρωί. Ο κόσμος αγοράζει ζεστό ψωμί, κουλούρια και "
         "τυρόπιτες πριν πάει στη δουλειά, και ο φούρναρης ξέρει τους περισσότερους πελάτες με το όνομά τους.",
     ]
-    assert advise.corpus_language(everyday) == "el" and advise.corpus_language(advise.reference_texts()) == "en"
-    greek, english = advise.reference_texts("el"), advise.reference_texts("en")
-    assert len(greek) == len(english) == 12 and all(advise.language_of(t) == "el" for t in greek)
+    assert corpus_language(everyday) == "el" and corpus_language(reference_texts()) == "en"
+    greek, english = reference_texts("el"), reference_texts("en")
+    assert len(greek) == len(english) == 12 and all(language_of(t) == "el" for t in greek)
     measured = []
-    real = advise.perplexity
-    monkeypatch.setattr(advise, "perplexity", lambda m, t, texts: measured.append(texts) or real(m, t, texts))
-    text, reference = advise.domain_perplexity("smollm2-135m-instruct", everyday)
+    real = language_distance.perplexity
+    monkeypatch.setattr(
+        language_distance, "perplexity", lambda m, t, texts: measured.append(texts) or real(m, t, texts)
+    )
+    text, reference = language_distance.domain_perplexity("smollm2-135m-instruct", everyday)
     assert sorted(measured[0]) == sorted(everyday) and measured[1:] == [greek]  # (a sample, in its own order)
-    assert text / reference < advise.VERTICAL_RATIO
+    assert text / reference < VERTICAL_RATIO
 
 
 def test_one_sync_is_a_table_row_and_several_a_plot(tmp_path):

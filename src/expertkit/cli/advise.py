@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -31,6 +31,9 @@ from expertkit.cli.common import (
     err,
 )
 from expertkit.errors import ExpertkitError
+
+if TYPE_CHECKING:
+    from expertkit.advise import Advice
 
 
 class _AdviseProgress:
@@ -74,75 +77,95 @@ def advise(
     json_: JsonOpt = False,
 ) -> None:
     """Which route suits this data (RAG, fine-tuning, or both), with the figures behind it and a report."""
-    from expertkit.advise import build_report, profile_workspace, quick_advice, save_json
-    from expertkit.advise import measure as measure_routes
+    from expertkit.advise import build_report, save_json
 
     ws = _open(workspace, set_, {"advise": {"traceable": traceable, "budget_minutes": budget}})
     base = ws.settings.tune.base or ws.settings.generate.model
     folder = out or ws.root / "advise"
-    if measure:
-        _ensure_model(base)
-        paraphraser = _synth_generator(ws, ws.settings.advise.model_questions)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=err,
-        ) as progress:
-            try:
-                advice = measure_routes(
-                    ws, _embedder(ws), ws.settings.advise.budget_minutes, _AdviseProgress(progress), paraphraser
-                )
-            finally:
-                if paraphraser is not None and hasattr(paraphraser, "close"):
-                    paraphraser.close()
-    else:
-        index = ws.open_index()
-        if not index.stats().chunks:
-            raise ExpertkitError("the index is empty: ingest your documents first (`expertkit ingest DOCS`)")
-        with err.status(f"reading the workspace ({base}'s perplexity on a sample of chunks)…"):
-            advice = quick_advice(profile_workspace(index, ws.settings, base))
-        index.close()
+    advice = _measured_advice(ws, base) if measure else _quick_advice(ws, base)
     advice.report = build_report(advice, folder)
     save_json(advice, folder)
     if json_:
         print(json.dumps(advice.to_json()))
         return
+    _print_advice(advice)
+    if not measure:
+        console.print(
+            "measure it on your data: [bold]expertkit advise --measure[/bold] "
+            f"(about {ws.settings.advise.budget_minutes:g} minutes)"
+        )
+
+
+def _quick_advice(ws, base: str) -> Advice:
+    """The workspace's figures against the criteria (the base model's perplexity is the slow part)."""
+    from expertkit.advise import profile_workspace, quick_advice
+
+    index = ws.open_index()
+    if not index.stats().chunks:
+        raise ExpertkitError("the index is empty: ingest your documents first (`expertkit ingest DOCS`)")
+    with err.status(f"reading the workspace ({base}'s perplexity on a sample of chunks)…"):
+        advice = quick_advice(profile_workspace(index, ws.settings, base))
+    index.close()
+    return advice
+
+
+def _measured_advice(ws, base: str) -> Advice:
+    """The four routes measured within advise.budget_minutes, with a progress bar per stage."""
+    from expertkit.advise import measure
+
+    _ensure_model(base)
+    paraphraser = _synth_generator(ws, ws.settings.advise.model_questions)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        try:
+            budget = ws.settings.advise.budget_minutes
+            return measure(ws, _embedder(ws), budget, _AdviseProgress(progress), paraphraser)
+        finally:
+            if paraphraser is not None and hasattr(paraphraser, "close"):
+                paraphraser.close()
+
+
+def _print_advice(advice: Advice) -> None:
     console.print(f"[bold]recommendation ({advice.mode}):[/bold] [green]{advice.recommendation}[/green]")
     for reason in advice.reasons:
         console.print(f"  • {escape(reason)}")
     if advice.routes:
-        table = Table(
-            "route",
-            "accuracy",
-            "95% interval",
-            "n",
-            "unseen facts",
-            "not found¹",
-            "valid citations",
-            "latency p50",
-            "training",
-        )
-        for key, result in advice.routes.items():
-            j = result.to_json()
-            table.add_row(
-                key,
-                f"{j['accuracy']:.0%}",
-                f"{j['ci95'][0]:.0%}–{j['ci95'][1]:.0%}",
-                str(j["n"]),
-                "–" if j["unseen_facts"] is None else f"{j['unseen_facts']:.0%} of {j['unseen_n']}",
-                "–" if j["not_found"] is None else f"{j['not_found']:.0%}",
-                "–" if j["citation_validity"] is None else f"{j['citation_validity']:.0%}",
-                f"{j['latency_s']:.2f} s" if j["latency_s"] is not None else "–",
-                "–" if j["train_seconds"] is None else f"{j['train_seconds']:.0f} s",
-            )
-        console.print(table)
+        console.print(_routes_table(advice))
         console.print("[dim]¹ share of questions about things the documents never name answered “not found”[/dim]")
     for change in advice.changes:
         console.print(f"[dim]would change it: {escape(change)}[/dim]")
     console.print(f"report: {_display_path(str(advice.report))}")
-    if not measure:
-        console.print("measure it on your data: [bold]expertkit advise --measure[/bold] "
-                      f"(about {ws.settings.advise.budget_minutes:g} minutes)")  # fmt: skip
+
+
+def _routes_table(advice: Advice) -> Table:
+    table = Table(
+        "route",
+        "accuracy",
+        "95% interval",
+        "n",
+        "unseen facts",
+        "not found¹",
+        "valid citations",
+        "latency p50",
+        "training",
+    )
+    for key, result in advice.routes.items():
+        j = result.to_json()
+        table.add_row(
+            key,
+            f"{j['accuracy']:.0%}",
+            f"{j['ci95'][0]:.0%}–{j['ci95'][1]:.0%}",
+            str(j["n"]),
+            "–" if j["unseen_facts"] is None else f"{j['unseen_facts']:.0%} of {j['unseen_n']}",
+            "–" if j["not_found"] is None else f"{j['not_found']:.0%}",
+            "–" if j["citation_validity"] is None else f"{j['citation_validity']:.0%}",
+            f"{j['latency_s']:.2f} s" if j["latency_s"] is not None else "–",
+            "–" if j["train_seconds"] is None else f"{j['train_seconds']:.0f} s",
+        )
+    return table
