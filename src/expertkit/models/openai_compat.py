@@ -57,7 +57,7 @@ class OpenAIGenerator:
             self._tokenize = counted is not None
             if counted is not None:
                 return counted
-        return sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return estimate_prompt(messages)
 
     def _server_count(self, messages: Messages) -> int | None:
         import httpx
@@ -206,7 +206,8 @@ class OpenAIGenerator:
         cached = usage.prompt_tokens_details.cached_tokens if usage and usage.prompt_tokens_details else 0
         return Generation(
             "".join(parts).strip(),
-            int(usage.prompt_tokens if usage and usage.prompt_tokens else self.count_tokens(messages)),
+            # a server that reports no usage is not asked again to count: the estimate serves
+            int(usage.prompt_tokens if usage and usage.prompt_tokens else estimate_prompt(messages)),
             int(usage.completion_tokens if usage and usage.completion_tokens else len(parts)),
             time.perf_counter() - started,
             finish,
@@ -219,3 +220,8 @@ def estimate_tokens(text: str) -> int:
     """Tokens in ``text`` when no tokenizer is at hand: ASCII at 3 characters a token, any other character one."""
     ascii_chars = sum(ch.isascii() for ch in text)
     return -(-ascii_chars // 3) + (len(text) - ascii_chars)
+
+
+def estimate_prompt(messages: Messages) -> int:
+    """A prompt's tokens by :func:`estimate_tokens`, with 4 a message for the chat template's markers."""
+    return sum(estimate_tokens(m["content"]) + 4 for m in messages)
