@@ -60,6 +60,8 @@ def test_filters_apply_in_every_mode(sample_index, embedder):
 class KeywordCountReranker:
     """A small deterministic scorer standing in for a cross-encoder: counts of a chosen word."""
 
+    name, shipped, english_only = "keyword-count", False, False
+
     def __init__(self, word: str) -> None:
         self.word = word
         self.calls = 0

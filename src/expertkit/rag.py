@@ -267,7 +267,8 @@ class RAG:
         """The best score the shipped cross-encoder gave the hits (its logit; rag.min_rerank was calibrated on
         it); +inf where it did not judge them (no reranker or another one, or a question it does not read), so
         that the gate is the cosine's alone, as without it."""
-        if not getattr(self.retriever.reranker, "shipped", False):
+        reranker = self.retriever.reranker
+        if reranker is None or not reranker.shipped:
             return math.inf
         return max((h.scores["rerank"] for h in hits if "rerank" in h.scores), default=math.inf)
 

@@ -30,7 +30,15 @@ def mostly_latin(text: str) -> bool:
 
 
 class Reranker(Protocol):
-    """Scores (query, passage) pairs; higher is more relevant."""
+    """Scores (query, passage) pairs; higher is more relevant.
+
+    ``name`` is what an answer's metadata reports; ``shipped``: its scores are the shipped cross-encoder's, on
+    which rag.min_rerank was calibrated (only then do they gate "not found"); ``english_only``: it cannot read
+    other scripts, so a mostly non-Latin question keeps fusion order."""
+
+    name: str
+    shipped: bool
+    english_only: bool
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]: ...
 
@@ -126,6 +134,10 @@ class LLMReranker:
     is spent: those judged are reordered among themselves at the top, the rest keep their order below them.
     """
 
+    name = "llm"
+    shipped = False  # its log-odds were never calibrated as a not-found gate
+    english_only = False  # the generator reads whatever it reads
+
     def __init__(self, scorer: TokenScorer, budget_ms: float = 5000.0, max_chars: int = 1500) -> None:
         self.scorer = scorer
         self.budget_ms = budget_ms
@@ -152,7 +164,7 @@ class LLMReranker:
 
         deadline = time.perf_counter() + self.budget_ms / 1e3
         scores: list[float] = []
-        width = max(1, getattr(self.scorer, "parallel", 1))
+        width = max(1, self.scorer.parallel)
         with ThreadPoolExecutor(width) as pool:
             for i in range(0, len(passages), width):
                 if scores and time.perf_counter() >= deadline:
@@ -240,9 +252,9 @@ class Retriever:
         (fusion order, as without one); "off: <why>" where the default reranker is not installed; "" for none."""
         if self.reranker is None:
             return self.rerank_off
-        if getattr(self.reranker, "english_only", False) and not mostly_latin(query):
+        if self.reranker.english_only and not mostly_latin(query):
             return "skipped: language"
-        return getattr(self.reranker, "name", "llm" if isinstance(self.reranker, LLMReranker) else "custom")
+        return self.reranker.name
 
     def _search(
         self, query: str, k: int | None, mode: str | None, filters: Filters | None, vector: np.ndarray | None
