@@ -196,7 +196,9 @@ def test_no_credential_in_the_environment_reaches_the_server(monkeypatch):
     with KeyCatcher() as listener:
         assert OpenAIGenerator(listener.url, "m").generate(QUESTION).text == "Hello"
         assert OpenAIGenerator(listener.url, "m", api_key="sk-chosen").generate(QUESTION).text == "Hello"
-    keyless, keyed = (r for r, path in zip(listener.requests, listener.paths) if path.endswith("/chat/completions"))
+    keyless, keyed = (
+        r for r, path in zip(listener.requests, listener.paths, strict=True) if path.endswith("/chat/completions")
+    )
     assert "Authorization" not in keyless and keyed["Authorization"] == "Bearer sk-chosen"
     assert not any(listener.saw(value) for value in env.values())
 

@@ -21,14 +21,14 @@ from expertkit.cli.common import (
     JsonOpt,
     SetOpt,
     WorkspaceOpt,
-    _display_path,
-    _embedder,
-    _ensure_model,
-    _open,
-    _synth_generator,
     app,
     console,
+    display_path,
+    ensure_model,
     err,
+    make_embedder,
+    open_from_options,
+    synth_generator,
 )
 from expertkit.errors import ExpertkitError
 
@@ -79,7 +79,7 @@ def advise(
     """Which route suits this data (RAG, fine-tuning, or both), with the figures behind it and a report."""
     from expertkit.advise import build_report, save_json
 
-    ws = _open(workspace, set_, {"advise": {"traceable": traceable, "budget_minutes": budget}})
+    ws = open_from_options(workspace, set_, {"advise": {"traceable": traceable, "budget_minutes": budget}})
     base = ws.settings.tune.base or ws.settings.generate.model
     folder = out or ws.root / "advise"
     advice = _measured_advice(ws, base) if measure else _quick_advice(ws, base)
@@ -113,8 +113,8 @@ def _measured_advice(ws, base: str) -> Advice:
     """The four routes measured within advise.budget_minutes, with a progress bar per stage."""
     from expertkit.advise import measure
 
-    _ensure_model(base)
-    paraphraser = _synth_generator(ws, ws.settings.advise.model_questions)
+    ensure_model(base)
+    paraphraser = synth_generator(ws, ws.settings.advise.model_questions)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -125,7 +125,7 @@ def _measured_advice(ws, base: str) -> Advice:
     with Progress(*columns, console=err) as progress:
         try:
             budget = ws.settings.advise.budget_minutes
-            return measure(ws, _embedder(ws), budget, _AdviseProgress(progress), paraphraser)
+            return measure(ws, make_embedder(ws), budget, _AdviseProgress(progress), paraphraser)
         finally:
             if paraphraser is not None and hasattr(paraphraser, "close"):
                 paraphraser.close()
@@ -140,7 +140,7 @@ def _print_advice(advice: Advice) -> None:
         console.print("[dim]¹ share of questions about things the documents never name answered “not found”[/dim]")
     for change in advice.changes:
         console.print(f"[dim]would change it: {escape(change)}[/dim]")
-    console.print(f"report: {_display_path(str(advice.report))}")
+    console.print(f"report: {display_path(str(advice.report))}")
 
 
 def _routes_table(advice: Advice) -> Table:

@@ -18,15 +18,15 @@ from expertkit.cli.common import (
     SetOpt,
     TagOpt,
     WorkspaceOpt,
-    _caller_groups,
-    _display_path,
-    _ensure_model,
-    _open,
-    _rag,
-    _warn_stale,
     app,
+    caller_groups,
     console,
+    display_path,
+    ensure_model,
     err,
+    make_rag,
+    open_from_options,
+    warn_stale,
 )
 from expertkit.errors import ExpertkitError
 from expertkit.language import say
@@ -114,7 +114,7 @@ def _print_answer(answer, streamed: bool, shown: bool = False) -> None:
         console.print(f"[yellow]{say(lang, 'uncited')}[/yellow]")
     for c in answer.citations:
         where = (
-            _display_path(c.source)
+            display_path(c.source)
             + (f" {say(lang, 'p', n=str(c.page))}" if c.page else "")
             + (f" #{c.record_id}" if c.record_id else "")
         )
@@ -157,10 +157,10 @@ def ask(
     """Answer from the documents, citing passages; every citation is checked after generation."""
     from expertkit.index.base import Filters
 
-    ws = _open(workspace, set_, {"rag": {"k": k}})
+    ws = open_from_options(workspace, set_, {"rag": {"k": k}})
     if not question.strip():
         raise ExpertkitError('the question is empty: ask something, e.g. expertkit ask "What is the warranty?"')
-    rag = _rag(ws, adapter)
+    rag = make_rag(ws, adapter)
     streamed = not json_ and (console.is_terminal or os.environ.get("EXPERTKIT_STREAM") == "1")
     shown: list[str] = []
     live = None
@@ -180,7 +180,7 @@ def ask(
     if live is not None:
         live.start()
     try:
-        filters = Filters(tuple(tag or ()), groups=_caller_groups(as_group))
+        filters = Filters(tuple(tag or ()), groups=caller_groups(as_group))
         answer = rag.ask(question, filters, rag=not no_rag, on_token=on_token if streamed else None)
     finally:
         if live is not None:
@@ -209,8 +209,8 @@ def chat(
     from expertkit.chat import ChatSession
     from expertkit.index.base import Filters
 
-    ws = _open(workspace, set_)
-    session = ChatSession(_rag(ws, adapter), ws.data_dir / "chats", Filters(groups=_caller_groups(as_group)))
+    ws = open_from_options(workspace, set_)
+    session = ChatSession(make_rag(ws, adapter), ws.data_dir / "chats", Filters(groups=caller_groups(as_group)))
     console.print(f"[dim]chat saved to {session.path} · /sources /reset /exit[/dim]")
     while True:
         try:
@@ -267,7 +267,7 @@ def serve(
     from expertkit.serve.app import create_app
     from expertkit.tune.adapters import list_adapters
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     keys = ws.key_store()
     if not keys.has_keys() and (behind_proxy or not is_loopback(host)):
         reaches = "the proxy" if behind_proxy else host
@@ -283,7 +283,7 @@ def serve(
             switchable.append(a)
         else:
             err.print(f"[dim]not serving adapter {a.name}: trained on {a.lineage.get('base')}, served {g.model}[/dim]")
-    _ensure_model(g.model)
+    ensure_model(g.model)
     with err.status(f"loading {g.model}…"):
         generator = make_generator(
             g, runtime_dir=None if switchable else ws.data_dir, switchable=[a.path for a in switchable]
@@ -315,7 +315,7 @@ def _served_adapters(switchable: list, generator, rag, index, model: str) -> lis
 
     adapters = []
     for position, a in enumerate(switchable):
-        _warn_stale(a.name, a.lineage, index)
+        warn_stale(a.name, a.lineage, index)
         tuned = copy.copy(rag)  # the same retriever; the adapter's answers
         tuned.generator = generator.with_adapter(position, f"{model}+{a.name}")
         records = [index.get_source(path) for path in a.lineage.get("sources") or {}]

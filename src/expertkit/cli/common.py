@@ -78,14 +78,16 @@ AsGroupOpt = Annotated[
 ]
 
 
-def _open(workspace: Path | None, sets: list[str] | None, extra: dict | None = None, create: bool = False) -> Workspace:
+def open_from_options(
+    workspace: Path | None, sets: list[str] | None, extra: dict | None = None, create: bool = False
+) -> Workspace:
     overrides = overrides_from_pairs(sets or [])
     for section, values in (extra or {}).items():
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     return open_workspace(workspace, overrides, create=create)
 
 
-def _display_path(path: str) -> str:
+def display_path(path: str) -> str:
     try:
         rel = os.path.relpath(path)
         return rel if not rel.startswith("../..") else path
@@ -93,21 +95,21 @@ def _display_path(path: str) -> str:
         return path
 
 
-def _ingestor(ws: Workspace, index, embedder=None, paths: Sequence[Path] = ()):
+def make_ingestor(ws: Workspace, index, embedder=None, paths: Sequence[Path] = ()):
     from expertkit.ingest.sync import AccessPolicy, Ingestor
 
     s = ws.settings.ingest
     access = AccessPolicy(ws.settings.access)
-    embedder = embedder or _embedder(ws, index, paths)
+    embedder = embedder or make_embedder(ws, index, paths)
     return Ingestor(index, embedder, s.chunk_tokens, s.chunk_overlap, s.max_file_mb, access, s.context_headers)
 
 
-def _caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
+def caller_groups(groups: list[str] | None) -> tuple[str, ...] | None:
     """The caller's access groups from --as-group; None (no flag) is the workspace's owner, who sees all."""
     return tuple(sorted(set(groups))) if groups else None
 
 
-def _embedder(ws: Workspace, index=None, paths: Sequence[Path] = ()):
+def make_embedder(ws: Workspace, index=None, paths: Sequence[Path] = ()):
     """The workspace's embedder (``Workspace.embedder``); where ``embed.model = "auto"`` chose one for the
     documents of a first ingest, a line says which and why."""
     embedder = ws.embedder(index, paths)
@@ -118,7 +120,7 @@ def _embedder(ws: Workspace, index=None, paths: Sequence[Path] = ()):
     return embedder
 
 
-class _RateColumn(ProgressColumn):
+class RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         chunks = task.fields.get("chunks", 0)
         elapsed = task.elapsed or 0
@@ -126,7 +128,7 @@ class _RateColumn(ProgressColumn):
         return Text(f"{chunks} chunks · {rate:,.0f} chunks/s", style="cyan")
 
 
-class _RichSyncProgress:
+class RichSyncProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = None
@@ -139,7 +141,7 @@ class _RichSyncProgress:
         self.progress.update(self.task, advance=files, chunks=task.fields["chunks"] + chunks)
 
 
-def _ensure_model(name: str) -> None:
+def ensure_model(name: str) -> None:
     """Join a split registry model once, with a progress bar (about 1 GB: seconds, not minutes)."""
     from expertkit.models.registry import REGISTRY
 
@@ -153,25 +155,25 @@ def _ensure_model(name: str) -> None:
         spec.ensure(lambda done, total: progress.update(task, completed=done))
 
 
-def _rag(ws: Workspace, adapter: str | None = None):
+def make_rag(ws: Workspace, adapter: str | None = None):
     from expertkit.models.backend import choose
     from expertkit.models.generator import make_generator
 
     index = ws.open_index()
-    adapter_path = _adapter_path(ws, adapter) if adapter else None
+    adapter_path = resolve_adapter(ws, adapter) if adapter else None
     if adapter_path is not None:
         from expertkit.tune.adapters import read_lineage
 
-        _warn_stale(adapter, read_lineage(adapter_path), index)
+        warn_stale(adapter, read_lineage(adapter_path), index)
     # a full fine-tune runs as the model, an adapter on the base it was trained on
     choice = choose(ws.settings.generate, adapter_path)
-    _ensure_model(choice.settings.model)
+    ensure_model(choice.settings.model)
     with err.status(f"loading {choice.settings.model}…"):
         generator = make_generator(choice.settings, adapter=choice.adapter, runtime_dir=ws.data_dir)
     return ws.rag(generator, index)
 
 
-def _adapter_path(ws: Workspace, name: str) -> Path:
+def resolve_adapter(ws: Workspace, name: str) -> Path:
     path = Path(name) if Path(name).exists() else ws.root / "adapters" / name
     if not (path / "adapter_config.json").exists() and not (path / "config.json").exists():
         raise ExpertkitError(
@@ -181,7 +183,7 @@ def _adapter_path(ws: Workspace, name: str) -> Path:
     return path
 
 
-def _warn_stale(name: str, lineage: dict, index) -> None:
+def warn_stale(name: str, lineage: dict, index) -> None:
     """One warning per document the adapter learned from that changed or went away since training."""
     from expertkit.tune.adapters import staleness
 
@@ -192,12 +194,12 @@ def _warn_stale(name: str, lineage: dict, index) -> None:
         )
 
 
-def _synth_generator(ws: Workspace, model_questions: int):
+def synth_generator(ws: Workspace, model_questions: int):
     """The local model that writes questions (through llama.cpp), or None for templates only."""
     if model_questions <= 0:
         return None
     from expertkit.models.generator import make_generator
 
-    _ensure_model(ws.settings.generate.model)
+    ensure_model(ws.settings.generate.model)
     with err.status(f"loading {ws.settings.generate.model}…"):
         return make_generator(ws.settings.generate, runtime_dir=ws.data_dir)

@@ -21,11 +21,11 @@ from expertkit.cli.common import (
     JsonOpt,
     SetOpt,
     WorkspaceOpt,
-    _open,
     console,
     db_app,
     err,
     index_app,
+    open_from_options,
 )
 from expertkit.errors import ExpertkitError
 
@@ -52,7 +52,7 @@ def db_start(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start (initialising on first use) a PostgreSQL server with pgvector, data in .expertkit/postgres."""
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     with err.status("starting PostgreSQL…"):
         info = _server(ws).start(port or None)
     console.print(f"PostgreSQL pid {info.pid} on 127.0.0.1:{info.port}, data in {escape(str(info.data_dir))}")
@@ -69,7 +69,7 @@ def db_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
     """Whether this workspace's local PostgreSQL server runs, and its dsn."""
     from expertkit.index.pgserver import PgServer
 
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     info = PgServer(ws.db_dir).status()
     running = bool(info and info.running)
     if json_:
@@ -88,7 +88,7 @@ def db_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
 @db_app.command("stop")
 def db_stop(workspace: WorkspaceOpt = None) -> None:
     """Stop this workspace's local PostgreSQL server (its data stays)."""
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     stopped = _server(ws).stop()
     console.print("stopped the local PostgreSQL server" if stopped else "no local PostgreSQL server was running")
 
@@ -108,7 +108,7 @@ def index_copy(
     from expertkit.index.pgvector import PostgresIndex, redact_dsn
     from expertkit.index.sqlite import SQLiteIndex
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     s = ws.settings.index
     if not ws.index_path.exists():
         raise ExpertkitError(f"{ws.index_path} does not exist: there is no SQLite index here to copy")

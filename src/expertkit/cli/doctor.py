@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from expertkit.cli.common import JsonOpt, WorkspaceOpt, _open, app, console, err
+from expertkit.cli.common import JsonOpt, WorkspaceOpt, app, console, err, open_from_options
 from expertkit.errors import WorkspaceError
 
 
@@ -25,7 +25,7 @@ def doctor(
     from expertkit.doctor import run_checks
 
     try:
-        ws = _open(workspace, None)
+        ws = open_from_options(workspace, None)
     except WorkspaceError:
         ws = None  # outside a workspace: the machine's checks only
     if json_:

@@ -19,18 +19,18 @@ from rich.table import Table
 
 from expertkit.cli.common import (
     JsonOpt,
+    RateColumn,
     ReportOpt,
+    RichSyncProgress,
     SetOpt,
-    _display_path,
-    _embedder,
-    _ingestor,
-    _open,
-    _rag,
-    _RateColumn,
-    _RichSyncProgress,
     console,
+    display_path,
     err,
     eval_app,
+    make_embedder,
+    make_ingestor,
+    make_rag,
+    open_from_options,
 )
 from expertkit.errors import ExpertkitError
 
@@ -44,10 +44,10 @@ def _beir_workspace(workspace: Path | None, set_: list[str] | None, corpus: Path
     if workspace is None:
         scratch = tempfile.TemporaryDirectory(prefix="expertkit-eval-")
         workspace = Path(scratch.name)
-    ws = _open(workspace, set_, create=True)
+    ws = open_from_options(workspace, set_, create=True)
     index = ws.open_index(create=True)
-    embedder = _embedder(ws, index, [corpus])
-    report = _ingestor(ws, index, embedder).sync([corpus], progress=progress)
+    embedder = make_embedder(ws, index, [corpus])
+    report = make_ingestor(ws, index, embedder).sync([corpus], progress=progress)
     if not report.ok:
         raise ExpertkitError(
             f"could not ingest {corpus}: " + "; ".join(r.reason or ", ".join(r.warnings) for r in report.failed)
@@ -82,11 +82,11 @@ def eval_retrieval(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        _RateColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         console=err,
     ) as progress:
-        ws, index, embedder, scratch = _beir_workspace(workspace, set_, data.corpus, _RichSyncProgress(progress))
+        ws, index, embedder, scratch = _beir_workspace(workspace, set_, data.corpus, RichSyncProgress(progress))
         task = progress.add_task(f"queries ({mode})", total=len(data.queries), chunks=0)
         scores = evaluate_retrieval(ws.retriever(index, embedder), data, mode, on_query=lambda: progress.advance(task))
     index.close()
@@ -112,7 +112,7 @@ def eval_retrieval(
     )
     console.print(table)
     if report:
-        console.print(f"report: {_display_path(out['report'])}")
+        console.print(f"report: {display_path(out['report'])}")
 
 
 @eval_app.command("answers")
@@ -143,7 +143,7 @@ def eval_answers(
         raise ExpertkitError(f"{beir} has no answers.jsonl: answer evaluation needs gold answers")
     ws, index, _, scratch = _beir_workspace(workspace, set_, data.corpus)
     index.close()
-    rag = _rag(ws, adapter)
+    rag = make_rag(ws, adapter)
     ids = sample_questions(data, limit, seed)
     route = ("base" if no_rag else "rag") + ("+ft" if adapter else "")
     with Progress(
@@ -194,4 +194,4 @@ def eval_answers(
     )
     console.print(table)
     if report:
-        console.print(f"report: {_display_path(summary['report'])}")
+        console.print(f"report: {display_path(summary['report'])}")

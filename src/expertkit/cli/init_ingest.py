@@ -20,17 +20,17 @@ from rich.table import Table
 
 from expertkit.cli.common import (
     JsonOpt,
+    RateColumn,
+    RichSyncProgress,
     SetOpt,
     TagOpt,
     WorkspaceOpt,
-    _display_path,
-    _ingestor,
-    _open,
-    _RateColumn,
-    _RichSyncProgress,
     app,
     console,
+    display_path,
     err,
+    make_ingestor,
+    open_from_options,
 )
 from expertkit.workspace import init_workspace
 
@@ -62,21 +62,23 @@ def ingest(
 ) -> None:
     """Ingest files incrementally: unchanged files are skipped, changed files replaced, one transaction each."""
 
-    ws = _open(workspace, set_, create=workspace is not None and not (workspace / "expertkit.toml").exists())
+    ws = open_from_options(
+        workspace, set_, create=workspace is not None and not (workspace / "expertkit.toml").exists()
+    )
     index = ws.open_index(create=True)
-    ingestor = _ingestor(ws, index, paths=paths)
+    ingestor = make_ingestor(ws, index, paths=paths)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("files"),
-        _RateColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=False,
     ) as progress:
         report = ingestor.sync(
-            paths, tags=tag or [], prune=prune, progress=_RichSyncProgress(progress), groups=group or []
+            paths, tags=tag or [], prune=prune, progress=RichSyncProgress(progress), groups=group or []
         )
     index.close()
     counts = {s: report.count(s) for s in ("added", "updated", "retagged", "unchanged", "removed", "skipped", "failed")}
@@ -90,12 +92,12 @@ def ingest(
     )
     for r in report.results:
         if r.status == "skipped":
-            console.print(f"[dim]skipped {escape(_display_path(r.path))}: {r.reason}[/dim]")
+            console.print(f"[dim]skipped {escape(display_path(r.path))}: {r.reason}[/dim]")
     for r in report.failed:
         if r.status == "failed":
-            console.print(f"[red]failed[/red] {escape(_display_path(r.path))}: {escape(r.reason)}")
+            console.print(f"[red]failed[/red] {escape(display_path(r.path))}: {escape(r.reason)}")
         for w in r.warnings:
-            console.print(f"[yellow]warning[/yellow] {escape(_display_path(r.path))}: {escape(w)}")
+            console.print(f"[yellow]warning[/yellow] {escape(display_path(r.path))}: {escape(w)}")
     if report.interrupted:
         console.print(
             "[yellow]interrupted[/yellow]: files committed so far are complete; run the same command to finish"
@@ -114,12 +116,12 @@ def remove(
     """Drop the chunks of files (or of every file under folders) from the index."""
     from expertkit.ingest.sync import remove as remove_sources
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     index = ws.open_index()
     results = remove_sources(index, paths)
     index.close()
     for r in results:
-        console.print(f"removed {escape(_display_path(r.path))} ({r.chunks} chunks)")
+        console.print(f"removed {escape(display_path(r.path))} ({r.chunks} chunks)")
     if not results:
         console.print("nothing indexed under " + ", ".join(str(p) for p in paths))
 
@@ -129,7 +131,7 @@ def status(workspace: WorkspaceOpt = None, set_: SetOpt = None, json_: JsonOpt =
     """Documents, chunks, tags, access groups, index size, and when each source was last synced."""
     from expertkit.private import describe, fix_command
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     wide = ws.exposed()
     if wide:  # on stderr, in --json mode too
         warning = f"{describe(ws.data_dir, wide)}; fix: {fix_command(ws.data_dir)}"
@@ -177,7 +179,7 @@ def status(workspace: WorkspaceOpt = None, set_: SetOpt = None, json_: JsonOpt =
     table = Table("source", "type", "chunks", "tags", "groups", "last synced")
     for s in sources[:200]:
         table.add_row(
-            escape(_display_path(s.path)),
+            escape(display_path(s.path)),
             s.file_type,
             str(s.n_chunks),
             ", ".join(s.tags),

@@ -13,10 +13,10 @@ from rich.table import Table
 from expertkit.cli.common import (
     JsonOpt,
     WorkspaceOpt,
-    _open,
     console,
     err,
     keys_app,
+    open_from_options,
 )
 
 
@@ -28,7 +28,7 @@ def keys_add(
     json_: JsonOpt = False,
 ) -> None:
     """Make an API key. It is printed once, on stdout; only its hash is stored."""
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     key, record = ws.key_store().add(name, group)
     if json_:
         print(json.dumps({"name": record.name, "key": key, "groups": record.groups}))
@@ -43,7 +43,7 @@ def keys_add(
 @keys_app.command("list")
 def keys_list(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
     """The keys: name, first characters, groups, when made, whether revoked. Keys themselves are not stored."""
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     records = ws.key_store().records()
     if json_:
         rows = [{k: v for k, v in vars(r).items() if k != "hash"} for r in records]
@@ -66,6 +66,6 @@ def keys_revoke(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Revoke a key: a running server refuses it from its next request."""
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     record = ws.key_store().revoke(name)
     console.print(f"revoked the key of {escape(record.name)} ({record.hint}…)")

@@ -12,10 +12,10 @@ from expertkit.cli.common import (
     JsonOpt,
     SetOpt,
     WorkspaceOpt,
-    _ensure_model,
-    _open,
     console,
+    ensure_model,
     err,
+    open_from_options,
     runtime_app,
 )
 from expertkit.errors import ExpertkitError
@@ -32,11 +32,11 @@ def runtime_start(
     from expertkit.models.llamacpp import start_runtime
     from expertkit.models.registry import is_gguf, resolve
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     g = ws.settings.generate
     if not is_gguf(g.model):
         raise ExpertkitError(f"generate.model = {g.model} is not a GGUF model; the llama.cpp runtime serves GGUF files")
-    _ensure_model(g.model)
+    ensure_model(g.model)
     path = resolve(g.model, "generator")
     with err.status(f"starting llama.cpp with {g.model}…"):
         info = start_runtime(
@@ -55,7 +55,7 @@ def runtime_status(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> No
 
     from expertkit.models.llamacpp import read_runtime
 
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     info = read_runtime(ws.data_dir)
     if json_:
         shown = {k: v for k, v in asdict(info).items() if k != "api_key"} if info else {}  # the key stays in the record
@@ -77,6 +77,6 @@ def runtime_stop(workspace: WorkspaceOpt = None) -> None:
     """Stop this workspace's warm server."""
     from expertkit.models.llamacpp import stop_runtime
 
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     info = stop_runtime(ws.data_dir)
     console.print(f"stopped {info.engine or 'llama-server'} pid {info.pid}" if info else "no warm server was running")

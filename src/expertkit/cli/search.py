@@ -17,12 +17,12 @@ from expertkit.cli.common import (
     SetOpt,
     TagOpt,
     WorkspaceOpt,
-    _caller_groups,
-    _display_path,
-    _embedder,
-    _open,
     app,
+    caller_groups,
     console,
+    display_path,
+    make_embedder,
+    open_from_options,
 )
 
 
@@ -61,10 +61,10 @@ def search(
     """Search the index: BM25 and dense results fused by reciprocal rank fusion (hybrid) by default."""
     from expertkit.index.base import Filters, keyword_terms
 
-    ws = _open(workspace, set_, {"search": {"k": k, "mode": mode}})
+    ws = open_from_options(workspace, set_, {"search": {"k": k, "mode": mode}})
     index = ws.open_index()
-    retriever = ws.retriever(index, _embedder(ws, index))  # with search.reranker = "llm", it starts the model
-    filters = Filters(tuple(tag or ()), path, tuple(file_type or ()), _caller_groups(as_group))
+    retriever = ws.retriever(index, make_embedder(ws, index))  # with search.reranker = "llm", it starts the model
+    filters = Filters(tuple(tag or ()), path, tuple(file_type or ()), caller_groups(as_group))
     hits = retriever.search(query, filters=filters)
     index.close()
     if json_:
@@ -88,7 +88,7 @@ def search(
     table = Table("#", "score", "source", "text", show_lines=True)
     for rank, hit in enumerate(hits, start=1):
         c = hit.chunk
-        where = _display_path(c.source) + "".join(
+        where = display_path(c.source) + "".join(
             [
                 f" p.{c.page}" if c.page else "",
                 f" #{c.record_id}" if c.record_id else "",

@@ -22,15 +22,15 @@ from expertkit.cli.common import (
     JsonOpt,
     SetOpt,
     WorkspaceOpt,
-    _adapter_path,
-    _embedder,
-    _open,
-    _synth_generator,
-    _warn_stale,
     app,
     console,
     err,
+    make_embedder,
+    open_from_options,
+    resolve_adapter,
     synth_app,
+    synth_generator,
+    warn_stale,
 )
 from expertkit.errors import ExpertkitError
 from expertkit.private import private_dir
@@ -106,9 +106,9 @@ def synth_qa_cmd(
     held-out questions written beside it."""
     from expertkit.tune.synth import synth_qa
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     index = ws.open_index()
-    generator = _synth_generator(ws, model_questions or rephrasings)
+    generator = synth_generator(ws, model_questions or rephrasings)
     _run_synth(
         generator,
         lambda **progress: synth_qa(
@@ -151,11 +151,11 @@ def synth_raft_cmd(
     from expertkit.retrieve import Retriever
     from expertkit.tune.synth import synth_raft
 
-    ws = _open(workspace, set_)
+    ws = open_from_options(workspace, set_)
     index = ws.open_index()
-    generator = _synth_generator(ws, model_questions)
+    generator = synth_generator(ws, model_questions)
     # distractors for RAFT come from fusion alone: an LLM rerank would cost seconds per question
-    retriever = Retriever(index, _embedder(ws, index), ws.settings.search.model_copy(update={"reranker": ""}))
+    retriever = Retriever(index, make_embedder(ws, index), ws.settings.search.model_copy(update={"reranker": ""}))
     _run_synth(
         generator,
         lambda **progress: synth_raft(
@@ -215,7 +215,7 @@ def tune(
     from expertkit.tune.data import load_training_data
     from expertkit.tune.train import check_hardware, train
 
-    ws = _open(
+    ws = open_from_options(
         workspace,
         set_,
         {
@@ -279,7 +279,7 @@ def adapters(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
     """Adapters in the workspace with their lineage; warns when documents they learned from changed."""
     from expertkit.tune.adapters import list_adapters
 
-    ws = _open(workspace, None)
+    ws = open_from_options(workspace, None)
     index = ws.open_index() if ws.has_index() else None
     items = list_adapters(ws.root, index)
     if json_:
@@ -315,7 +315,7 @@ def adapters(workspace: WorkspaceOpt = None, json_: JsonOpt = False) -> None:
 def _warn_stale_adapter(ws: Workspace, name: str, adapter: Path) -> None:
     from expertkit.tune.adapters import read_lineage
 
-    _warn_stale(name, read_lineage(adapter), ws.open_index() if ws.has_index() else None)
+    warn_stale(name, read_lineage(adapter), ws.open_index() if ws.has_index() else None)
 
 
 @app.command()
@@ -333,8 +333,8 @@ def merge(
     """Merge an adapter into its base: a model folder with the base's tokenizer and chat template, or a GGUF."""
     from expertkit.tune.adapters import merge_adapter, read_lineage
 
-    ws = _open(workspace, None)
-    adapter = _adapter_path(ws, name)
+    ws = open_from_options(workspace, None)
+    adapter = resolve_adapter(ws, name)
     _warn_stale_adapter(ws, name, adapter)
     if gguf:
         from expertkit.models.gguf_lora import merge_into_gguf
@@ -377,8 +377,8 @@ def export(
 
     if not gguf:
         raise ExpertkitError("export writes GGUF only: pass --gguf (the PEFT adapter folder is the other format)")
-    ws = _open(workspace, None)
-    adapter = _adapter_path(ws, name)
+    ws = open_from_options(workspace, None)
+    adapter = resolve_adapter(ws, name)
     _warn_stale_adapter(ws, name, adapter)
     with err.status(f"exporting {name}…"):
         path = export_lora_gguf(adapter, out)

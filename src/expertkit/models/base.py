@@ -64,6 +64,12 @@ class Generator(Protocol):
     def close(self) -> None: ...
 
 
+def plain_transcript(messages: Messages) -> str:
+    """A prompt for a base model without a chat template: "Role: text" turns, then "Assistant:". Generation
+    and training (tune/data.py) build the same one, so an adapter learns the prompt it will be asked in."""
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages) + "\n\nAssistant:"
+
+
 def accepts(generator: Generator, option: str) -> bool:
     """Whether ``generator`` declares ``option`` (:data:`OPTIONS`): ``stop`` (the OpenAI-compatible and llama.cpp
     backends), ``json_schema`` (llama.cpp, as a grammar), ``logprobs`` (llama.cpp's ``next_token_logprobs``).

@@ -26,6 +26,7 @@ from expertkit.models.base import (  # noqa: F401 - re-exported: what most calle
     OnToken,
     accepts,
     generate_json,
+    plain_transcript,
 )
 from expertkit.models.local_model import local_model_path
 from expertkit.models.openai_compat import OpenAIGenerator
@@ -119,8 +120,7 @@ class TransformersGenerator:
         """The prompt text: the model's own chat template; a plain transcript only for base models without one."""
         if self.has_chat_template:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n\n".join(lines) + "\n\nAssistant:"
+        return plain_transcript(messages)
 
     def count_tokens(self, messages: Messages) -> int:
         return len(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])

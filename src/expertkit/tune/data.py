@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from expertkit.errors import DataError
+from expertkit.models.base import plain_transcript
 
 ROLES = {"system", "user", "assistant"}
 
@@ -172,7 +173,7 @@ def tokenize_examples(examples: list[Example], tokenizer, max_length: int, overl
 def _chat_ids(messages: list[dict[str, str]], tokenizer) -> tuple[list[int], list[int]]:
     if not tokenizer.chat_template:
         # a base model without a chat template: a plain transcript, the same one generation uses
-        prompt = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages[:-1]) + "\n\nAssistant:"
+        prompt = plain_transcript(messages[:-1])
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         a = tokenizer(" " + messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         return p + a, [-100] * len(p) + a
