@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -68,7 +69,7 @@ def latency(retriever: Retriever, reranker: CrossEncoderReranker, questions: lis
                 rerank_ms[name][q].append(setups[name].last_timings.get("rerank_ms", 0.0))
 
     def median_of_medians(per_q: dict[str, list[float]]) -> float:
-        return statistics.median(statistics.median(v) for v in per_q.values())
+        return float(np.median([np.median(v) for v in per_q.values()]))
 
     base = median_of_medians(times["none"])
     out = {"questions": len(questions), "runs": runs, "search_ms": round(base, 1)}

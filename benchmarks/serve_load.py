@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from expertkit.models.llamacpp import free_port
 
@@ -55,10 +56,8 @@ QUESTIONS = [
 
 
 def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    """The observation nearest the ``q`` quantile (0..1), ties to the even rank; nan when there is none."""
+    return float(np.quantile(values, q, method="nearest")) if values else float("nan")
 
 
 async def ask(http: httpx.AsyncClient, url: str, key: str, question: str, stream: bool) -> tuple[int, float, dict]:

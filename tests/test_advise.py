@@ -59,6 +59,14 @@ def test_wilson_interval_matches_the_textbook_values():
     assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
 
 
+@pytest.mark.parametrize(("k", "n", "z"), [(0, 1, 1.96), (1, 1, 1.96), (3, 7, 1.96), (50, 200, 1.96), (8, 10, 2.576)])
+def test_wilson_is_the_closed_form_score_interval(k, n, z):
+    p, denom = k / n, 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / denom, z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / denom
+    assert wilson(k, n, z) == pytest.approx((max(0.0, centre - half), min(1.0, centre + half)), abs=1e-12)
+    assert wilson(0, 0) == (0.0, 1.0)  # nothing measured: anything is possible
+
+
 @pytest.mark.parametrize(
     ("answer", "value", "expected"),
     [

@@ -7,14 +7,15 @@ import re
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval for a proportion (95% by default); sound at small n and at 0 or 1."""
+    """The Wilson score interval for a proportion (95% by default); sound at small n and at 0 or 1. ``z`` is the
+    normal quantile, as in the textbook formula (1.96: 95%); nothing measured (n == 0) is the whole [0, 1]."""
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from scipy import stats  # here: scipy.stats takes longer to import than the rest of advise
+
+    # scipy takes a confidence level, and turns it back into z: the level whose two-sided quantile is z
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=math.erf(z / math.sqrt(2)), method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _compact(text: str) -> str:

@@ -54,7 +54,7 @@ def models(json_: JsonOpt = False) -> None:
                 "package": spec.package,
                 "install": spec.install,
                 "description": spec.description,
-                "licence": spec.licence,
+                "license": spec.license,
                 "converted": str(converted) if (converted / "config.json").exists() else None,
             }
         )

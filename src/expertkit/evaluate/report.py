@@ -2,19 +2,22 @@
 
 A report is a title and sections; a section holds paragraphs, tables and figures. Each figure is
 written as a PNG file beside report.html and embedded in it as a data: URI, so the HTML can be mailed
-or archived alone and still shows its plots.
+or archived alone and still shows its plots. The page is the Jinja2 template report.html.j2 (autoescaped).
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+
+import jinja2
 
 from expertkit.errors import require
 
@@ -125,59 +128,35 @@ def line_chart(
     return _png(fig)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.meta{color:#666;font-size:.9em}table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.35em .7em;text-align:left}th{background:#f3f5f8}
-td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1em 0}
-figcaption{color:#555;font-size:.9em}img{max-width:100%;border:1px solid #eee}
-.wide{overflow-x:auto}.callout{background:#eef6ee;border-left:4px solid #3a7d44;padding:.6em 1em;margin:1em 0}
-"""
-
 _NUMBER = re.compile(r"^[-+]?[\d.,]+\s*(%|s|ms|MB|min)?$")
 
 
-def _cell(tag: str, text: str) -> str:
-    cls = ' class="num"' if tag == "td" and _NUMBER.match(text.strip()) else ""
-    return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
+def _number_text(cell: object) -> bool:
+    """A table cell that reads as a number (``12``, ``0.91``, ``85%``, ``1.2 s``), right-aligned in its column."""
+    return _NUMBER.match(str(cell).strip()) is not None
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    """report.html.j2, beside this module; autoescaping on, so every piece of text is escaped exactly once."""
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.tests["number_text"] = _number_text
+    env.filters["base64"] = lambda png: base64.b64encode(png).decode("ascii")
+    source = resources.files(__package__).joinpath("report.html.j2").read_text(encoding="utf-8")
+    return env.from_string(source)
 
 
 def write_report(folder: Path, title: str, sections: Sequence[Section], callout: str = "") -> Path:
-    """Write ``folder/report.html`` (self-contained) and each figure as ``folder/<name>.png``."""
+    """Write ``folder/report.html`` (self-contained: each figure embedded as a data: URI) and each figure as
+    ``folder/<name>.png``."""
     folder.mkdir(parents=True, exist_ok=True)
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='meta'>expertkit · {time.strftime('%Y-%m-%d %H:%M')}</p>",
-    ]
-    if callout:
-        parts.append(f"<div class='callout'>{html.escape(callout)}</div>")
     for section in sections:
-        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
-        if section.bullets:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
-        for table in section.tables:
-            parts.append("<div class='wide'><table>")
-            if table.caption:
-                parts.append(f"<caption>{html.escape(table.caption)}</caption>")
-            parts.append("<tr>" + "".join(_cell("th", h) for h in table.headers) + "</tr>")
-            parts += ["<tr>" + "".join(_cell("td", str(c)) for c in row) + "</tr>" for row in table.rows]
-            parts.append("</table></div>")
         for figure in section.figures:
             (folder / f"{figure.name}.png").write_bytes(figure.png)
-            data = base64.b64encode(figure.png).decode("ascii")
-            parts.append(
-                f"<figure><img alt='{html.escape(figure.caption)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
-            )
-    parts.append("</body></html>")
+    page = _template().render(title=title, callout=callout, sections=sections, written=time.strftime("%Y-%m-%d %H:%M"))
     path = folder / "report.html"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
 

