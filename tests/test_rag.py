@@ -48,7 +48,7 @@ def test_real_answer_has_json_shape_and_timings(rag):
 
 def test_not_found_without_calling_the_model(sample_index, embedder):
     class Refuses:
-        name, context_window = "refuses", 2048
+        name, context_window, parallel, options = "refuses", 2048, 1, frozenset()
 
         def count_tokens(self, messages):
             return 10
@@ -235,7 +235,7 @@ class _Asked(Exception):
 
 
 class _RaisesWhenAsked:
-    name, context_window = "raises-when-asked", 4096
+    name, context_window, parallel, options = "raises-when-asked", 4096, 1, frozenset()
 
     def count_tokens(self, messages):
         return 10

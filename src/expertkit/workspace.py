@@ -125,11 +125,13 @@ class Workspace:
         s = self.settings.search
         reranker = None
         if s.reranker == "llm":
+            from expertkit.models.base import LOGPROBS, accepts
+
             if generator is None:
                 from expertkit.models.generator import make_generator
 
                 generator = make_generator(self.settings.generate, runtime_dir=self.data_dir)
-            if not hasattr(generator, "next_token_logprobs"):
+            if not accepts(generator, LOGPROBS):
                 raise ConfigError(
                     "search.reranker = 'llm' needs token probabilities: use generate.backend = 'llamacpp' "
                     "(or 'auto' with a GGUF model)"

@@ -81,10 +81,12 @@ def test_accepts_reads_the_declared_options():
     remote.close()  # nothing opened yet: closing is still safe, twice too
     remote.close()
 
-    class Old:  # a generator written before options existed
+    class Plain:  # a generator that declares no option: the protocol's member, read as declared
+        options = frozenset()
+
         def generate(self, messages, max_new_tokens=256, temperature=0.0, on_token=None, stop=None): ...
 
-    assert not accepts(Old(), STOP)
+    assert not accepts(Plain(), STOP)
     with pytest.raises(ValueError, match="unknown generator option 'stops'"):
         accepts(remote, "stops")
 

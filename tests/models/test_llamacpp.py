@@ -120,12 +120,16 @@ def test_generate_json_uses_the_grammar_and_checks_required_fields(llama):
     assert set(value) == {"question"} and value["question"].strip()
 
     class Free:  # a backend without constrained decoding: the first JSON object in its text is used
+        options = frozenset({"stop"})
+
         def generate(self, messages, max_new_tokens, temperature):
             return type("G", (), {"text": 'Sure! {"question": "What does it cost?"} Hope this helps.'})()
 
     assert generate_json(Free(), ask, schema) == {"question": "What does it cost?"}
 
-    class Empty:
+    class Empty:  # declares no options: none
+        options = frozenset()
+
         def generate(self, messages, max_new_tokens, temperature):
             return type("G", (), {"text": '{"question": "  "}'})()
 

@@ -104,7 +104,7 @@ def run_route(rag, route: str, questions: list[dict], use_rag: bool, on_item: Ca
         return answer, time.perf_counter() - started
 
     result = RouteResult(route)
-    workers = max(1, int(getattr(rag.generator, "parallel", 1) or 1))
+    workers = max(1, rag.generator.parallel)
     with ThreadPoolExecutor(workers) as pool:
         for row, (answer, seconds) in zip(questions, pool.map(ask, questions), strict=True):
             result.score(row, answer, seconds, use_rag)
@@ -143,5 +143,4 @@ class RouteAsker:
             )
             return run_route(pipeline, key, self.asked, use_rag, self.progress.advance)
         finally:
-            if hasattr(generator, "close"):
-                generator.close()
+            generator.close()

@@ -127,7 +127,7 @@ def _measured_advice(ws, base: str) -> Advice:
             budget = ws.settings.advise.budget_minutes
             return measure(ws, make_embedder(ws), budget, _AdviseProgress(progress), paraphraser)
         finally:
-            if paraphraser is not None and hasattr(paraphraser, "close"):
+            if paraphraser is not None:
                 paraphraser.close()
 
 

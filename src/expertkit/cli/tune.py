@@ -58,7 +58,7 @@ def _run_synth(generator, job) -> None:
         with progress:
             report = job(on_fact=lambda: progress.advance(task), on_start=lambda n: progress.update(task, total=n))
     finally:
-        if generator is not None and hasattr(generator, "close"):
+        if generator is not None:
             generator.close()
     _print_synth(report)
 

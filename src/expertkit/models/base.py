@@ -73,10 +73,10 @@ def plain_transcript(messages: Messages) -> str:
 def accepts(generator: Generator, option: str) -> bool:
     """Whether ``generator`` declares ``option`` (:data:`OPTIONS`): ``stop`` (the OpenAI-compatible and llama.cpp
     backends), ``json_schema`` (llama.cpp, as a grammar), ``logprobs`` (llama.cpp's ``next_token_logprobs``).
-    A generator that declares no ``options`` (one written before they existed) has none."""
+    """
     if option not in OPTIONS:
         raise ValueError(f"unknown generator option {option!r}: one of {', '.join(sorted(OPTIONS))}")
-    return option in getattr(generator, "options", frozenset())
+    return option in generator.options
 
 
 def generate_json(generator: Generator, messages: Messages, schema: dict, max_new_tokens: int = 128) -> dict | None:

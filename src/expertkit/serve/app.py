@@ -66,7 +66,7 @@ def create_app(
         models=models,
         default=EXPERT_ID if rag is not None else generator.name,
         rag=rag,
-        slots=Slots(Admission(getattr(generator, "parallel", 1), settings.queue, settings.per_key)),
+        slots=Slots(Admission(generator.parallel, settings.queue, settings.per_key)),
         check=KeyCheck(keys, require_keys),
         settings=settings,
         max_tokens=max_tokens,

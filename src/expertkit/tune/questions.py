@@ -239,7 +239,7 @@ def ask_facts(
             return [], 0
         return model_questions(fact, generator, n_model)
 
-    workers = max(1, int(getattr(generator, "parallel", 1) or 1))
+    workers = max(1, generator.parallel) if generator is not None else 1
     pool = ThreadPoolExecutor(workers) if n_model and workers > 1 else None
     results = pool.map(written, facts) if pool else map(written, facts)
     seen: set[str] = set()
