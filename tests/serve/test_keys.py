@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -91,3 +92,26 @@ def test_serve_refuses_a_public_interface_without_keys(tmp_path):
     result = run("serve", "--host", "0.0.0.0", "-w", str(ws))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no API keys yet" in result.stderr and "expertkit keys add" in result.stderr
+
+
+def _add_keys(path: str, prefix: str, n: int) -> None:
+    store = KeyStore(Path(path))
+    for i in range(n):
+        store.add(f"{prefix}-{i}", ["staff"])
+
+
+def test_processes_adding_keys_at_once_lose_none(tmp_path):
+    """Each add reads, changes and rewrites the whole file under the store's lock: without it, writers that
+    read the same file would each drop the others' keys."""
+    import multiprocessing
+
+    path = tmp_path / "keys.json"
+    KeyStore(path).add("owner", ["staff"])
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_add_keys, args=(str(path), f"w{j}", 15)) for j in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert len(KeyStore(path).records()) == 1 + 3 * 15

@@ -9,7 +9,6 @@ lock; a running server rereads it when it changes, so a revoked key stops workin
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expertkit.errors import ExpertkitError
-from expertkit.private import open_private, private_dir
+from expertkit.private import private_dir
 
 PREFIX = "ek-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -103,13 +102,12 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _locked(self):
+        """The store's records, read under an exclusive lock that other processes writing it wait for."""
+        from filelock import FileLock
+
         private_dir(self.path.parent)
-        with open(open_private(self.path.with_name(self.path.name + ".lock")), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield self._load()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.path.with_name(self.path.name + ".lock"), mode=0o600, thread_local=False):
+            yield self._load()
 
     def _save(self, records: list[KeyRecord]) -> None:
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")

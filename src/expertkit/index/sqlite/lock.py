@@ -21,7 +21,10 @@ except ImportError:  # pragma: no cover - not POSIX: SQLite's own locking still 
 class _WriteLocks:
     """Exclusive ``flock``s on ``<database>.lock`` files, one per file per process: every SQLiteIndex of
     this process on one database shares it (SQLite orders their transactions), and another process waits
-    for it. The holder writes its pid and command line into the file, so a waiter can name it."""
+    for it. The holder writes its pid and command line into the file, so a waiter can name it.
+
+    Not filelock (which the key store uses): a forked child must not inherit its parent's hold (it takes its
+    own when it writes), and a waiter that gives up names the holder; filelock does neither."""
 
     def __init__(self) -> None:
         self._after_fork()
