@@ -27,9 +27,9 @@ from pathlib import Path
 from expertkit.errors import GeneratorError, ModelNotInstalledError
 from expertkit.models import engines
 from expertkit.models.base import JSON_SCHEMA, LOGPROBS, STOP, Generation, Messages, OnToken
-from expertkit.models.llamacpp_process import (  # noqa: F401 - LlamaServer, ServerInfo, free_port re-exported
+from expertkit.models.llamacpp_process import (  # noqa: F401 - LlamaServer, RuntimeInfo, free_port re-exported
     LlamaServer,
-    ServerInfo,
+    RuntimeInfo,
     free_port,
     pid_is_server,
     terminate_pid,
@@ -42,16 +42,16 @@ RUNTIME_FILE = "runtime.json"
 # -- the warm server recorded in a workspace ----------------------------------------------------------
 
 
-def _load_record(path: Path) -> ServerInfo | None:
+def _load_record(path: Path) -> RuntimeInfo | None:
     """The recorded warm server; a missing or unreadable record is removed and counts as none."""
     try:
-        return ServerInfo(**json.loads(path.read_text()))
+        return RuntimeInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         path.unlink(missing_ok=True)
         return None
 
 
-def read_runtime(data_dir: Path) -> ServerInfo | None:
+def read_runtime(data_dir: Path) -> RuntimeInfo | None:
     """The workspace's warm server if it is alive and answering. A stale record (its process gone, or
     the pid reused by another program) is removed; a live server that does not answer right now (busy,
     still loading) is left alone and not used."""
@@ -66,7 +66,7 @@ def read_runtime(data_dir: Path) -> ServerInfo | None:
 
 
 def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, parallel: int, threads: int = 0,
-                  port: int = 0, engine: str = "auto", binary: str = "") -> ServerInfo:  # fmt: skip
+                  port: int = 0, engine: str = "auto", binary: str = "") -> RuntimeInfo:  # fmt: skip
     """Start a warm, detached server for ``model`` and record it; an existing one is replaced, but only
     once an engine and the model file are known to exist."""
     engines.candidates(engine, binary)
@@ -86,7 +86,7 @@ def start_runtime(data_dir: Path, model: str, model_path: str, ctx_size: int, pa
     return info
 
 
-def stop_runtime(data_dir: Path) -> ServerInfo | None:
+def stop_runtime(data_dir: Path) -> RuntimeInfo | None:
     """Stop the workspace's warm server, if any; returns what was stopped."""
     path = data_dir / RUNTIME_FILE
     info = _load_record(path)

@@ -81,7 +81,7 @@ def _diagnose(log: str, model: str, port: int, engine: str = "llama-server", cod
 
 
 @dataclass
-class ServerInfo:
+class RuntimeInfo:
     """What a warm server's record in the workspace holds."""
 
     pid: int
@@ -270,9 +270,9 @@ class LlamaServer:
         elif self.pid is not None:
             terminate_pid(self.pid, timeout)
 
-    def info(self, model: str) -> ServerInfo:
+    def info(self, model: str) -> RuntimeInfo:
         assert self.pid is not None
-        return ServerInfo(
+        return RuntimeInfo(
             self.pid,
             self.port,
             self.host,
@@ -288,7 +288,7 @@ class LlamaServer:
         )
 
     @classmethod
-    def attach(cls, info: ServerInfo) -> LlamaServer:
+    def attach(cls, info: RuntimeInfo) -> LlamaServer:
         server = cls(info.model_path, info.model, info.ctx_size, info.parallel, info.threads, info.host, info.port)
         server.pid, server.started, server.log_path = info.pid, info.started, Path(info.log)
         server.api_key = info.api_key
