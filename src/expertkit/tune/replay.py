@@ -11,6 +11,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from expertkit.models.base import plain_transcript
 from expertkit.tune.data import Example
 
 MAX_NEW_TOKENS = 160
@@ -89,4 +90,4 @@ def _render(tokenizer, prompt: str) -> str:
     messages = [{"role": "user", "content": prompt}]
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return f"User: {prompt}\n\nAssistant:"
+    return plain_transcript(messages)
