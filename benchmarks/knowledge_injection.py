@@ -144,7 +144,7 @@ def main() -> None:
         raft = work / "raft.jsonl"
         synth_raft(index, retriever, raft, generator=paraphraser, holdout=0.0)
         jobs.append(("raft", raft))
-    if paraphraser is not None and hasattr(paraphraser, "close"):
+    if paraphraser is not None:
         paraphraser.close()
     for name, path in jobs:
         shutil.rmtree(work / "runs" / name, ignore_errors=True)

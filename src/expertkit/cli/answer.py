@@ -263,7 +263,8 @@ def serve(
     import uvicorn
 
     from expertkit.config import is_loopback_host as is_loopback
-    from expertkit.models.generator import choose_backend, make_generator
+    from expertkit.models.backend import switchable as can_switch
+    from expertkit.models.generator import make_generator
     from expertkit.serve.app import create_app
     from expertkit.tune.adapters import list_adapters
 
@@ -279,7 +280,7 @@ def serve(
     g = ws.settings.generate
     switchable = []
     for a in list_adapters(ws.root, index):
-        if choose_backend(g) == "llamacpp" and a.lineage.get("base") == g.model and a.lineage.get("method") != "full":
+        if can_switch(g, a.path, a.lineage):
             switchable.append(a)
         else:
             err.print(f"[dim]not serving adapter {a.name}: trained on {a.lineage.get('base')}, served {g.model}[/dim]")
