@@ -124,7 +124,9 @@ class LlamaCppGenerator(OpenAIGenerator):
         return twin
 
     def close(self) -> None:
-        """Stop the server if this command started it (a warm server stays), and drop its log."""
+        """Close the connections to the server; stop it if this command started it (a warm server stays), and
+        drop its log."""
+        super().close()
         if self.server.process is not None:
             self.server.stop()
             if self.server.log_path is not None and self.server.exit_code() is not None:
@@ -134,19 +136,12 @@ class LlamaCppGenerator(OpenAIGenerator):
         import httpx
 
         try:
-            response = self._http().post(f"{self.server.url}{path}", json=body, headers=self._headers())
-            response.raise_for_status()
-            return response.json()
+            return super()._post(path, body)
         except (httpx.HTTPError, ValueError) as exc:
             raise self._server_error(f"llama-server {path}: {exc}") from None
 
-    def render(self, messages: Messages) -> str:
-        """The prompt text, rendered by the server with the GGUF's own chat template."""
-        return self._post("/apply-template", {"messages": messages})["prompt"]
-
     def count_tokens(self, messages: Messages) -> int:
-        prompt = self.render(messages)
-        return len(self._post("/tokenize", {"content": prompt, "parse_special": True})["tokens"])
+        return self._server_tokens(messages)  # exact, and an error if the server fails (never an estimate)
 
     def _lora_request(self) -> dict:
         """The per-request LoRA scales on a server started with lora_per_request: this generator's

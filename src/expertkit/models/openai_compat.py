@@ -43,7 +43,7 @@ class OpenAIGenerator:
         self.context_window = context_window
         self._client = None  # httpx, for the server's own endpoints (llama.cpp's /tokenize, /apply-template)
         self._sdk = None
-        self._tokenize: bool | None = None  # whether the server counts tokens (llama.cpp's /tokenize); None: unknown
+        self._server_counts = True  # until the server fails to count (it is not llama.cpp): then the estimate
 
     # -- tokens ------------------------------------------------------------------------------------------
 
@@ -52,27 +52,29 @@ class OpenAIGenerator:
         (``/apply-template`` and ``/tokenize`` beside ``/v1``); any other server gets an estimate that never
         undercounts much: 3 characters a token for ASCII text, and one token for every other character (Greek
         takes 1.3 to 2.6 characters a token in multilingual tokenizers, against about 3 for English)."""
-        if self._tokenize is not False:
-            counted = self._server_count(messages)
-            self._tokenize = counted is not None
-            if counted is not None:
-                return counted
-        return estimate_prompt(messages)
-
-    def _server_count(self, messages: Messages) -> int | None:
         import httpx
 
-        root = self.base_url.removesuffix("/v1")
-        try:
-            client = self._http()
-            rendered = client.post(f"{root}/apply-template", json={"messages": messages}, headers=self._headers())
-            if rendered.status_code != 200:
-                return None
-            body = {"content": rendered.json()["prompt"], "parse_special": True}
-            tokens = client.post(f"{root}/tokenize", json=body, headers=self._headers())
-            return len(tokens.json()["tokens"]) if tokens.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return None
+        if self._server_counts:
+            try:
+                return self._server_tokens(messages)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                self._server_counts = False  # not a llama.cpp server: estimate from now on
+        return estimate_prompt(messages)
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text, rendered by a llama.cpp server with the model's own chat template."""
+        return self._post("/apply-template", {"messages": messages})["prompt"]
+
+    def _server_tokens(self, messages: Messages) -> int:
+        """The prompt's tokens as a llama.cpp server counts them: its chat template, then its tokenizer."""
+        return len(self._post("/tokenize", {"content": self.render(messages), "parse_special": True})["tokens"])
+
+    def _post(self, path: str, body: dict) -> dict:
+        """A JSON request to one of the server's own endpoints beside ``/v1`` (llama.cpp's); raises httpx's
+        errors, or ValueError for a reply that is not JSON."""
+        response = self._http().post(f"{self.base_url.removesuffix('/v1')}{path}", json=body, headers=self._headers())
+        response.raise_for_status()
+        return response.json()
 
     # -- connections -------------------------------------------------------------------------------------
 
