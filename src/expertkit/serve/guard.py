@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from expertkit.config import is_loopback_host as is_loopback
 from expertkit.errors import ExpertkitError
@@ -88,7 +87,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            return await _too_large(self.limit)(scope, receive, send)
+            return await _too_large(self.limit).response()(scope, receive, send)
         received = 0
 
         async def limited():
@@ -97,7 +96,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise ApiError(413, _too_large_message(self.limit), "invalid_request_error", "body")
+                    raise _too_large(self.limit)
             return message
 
         await self.app(scope, limited, send)
@@ -164,9 +163,6 @@ def page_policy(html: str) -> str:
     )
 
 
-def _too_large_message(limit: int) -> str:
-    return f"the request body is over {limit // 1024} KiB (serve.max_body_kb): send less"
-
-
-def _too_large(limit: int) -> JSONResponse:
-    return ApiError(413, _too_large_message(limit), "invalid_request_error", "body").response()
+def _too_large(limit: int) -> ApiError:
+    message = f"the request body is over {limit // 1024} KiB (serve.max_body_kb): send less"
+    return ApiError(413, message, "invalid_request_error", "body")
