@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,14 +13,8 @@ from typing import Any, get_origin
 
 from pydantic import ValidationError
 
-from expertkit.config.secrets import (
-    _HTTP_SCHEMES,
-    _PG_SCHEMES,
-    PG_PASSWORD,
-    SECRETS,
-    _origin,
-)
-from expertkit.config.settings import API_KEY_VARIABLE, SecretPolicy, Settings
+from expertkit.config.secrets import GUARDED, SECRETS, parse_secrets
+from expertkit.config.settings import SecretPolicy, Settings
 from expertkit.errors import ConfigError
 
 CONFIG_FILE = "expertkit.toml"
@@ -102,7 +95,7 @@ def load_settings(
     env = dict(os.environ if environ is None else environ)
     user_file = user_config_path(env)
     user = _read_toml(user_file) if user_file.is_file() else {}
-    allow, binaries = _parse_secrets(user.pop(SECRETS, {}), user_file)
+    allow, binaries = parse_secrets(user.pop(SECRETS, {}), user_file)
     layers: list[tuple[str, str, dict[str, Any]]] = [("user", str(user_file), user)]
     ws_file = workspace / CONFIG_FILE if workspace is not None else None
     if ws_file is not None and ws_file.exists() and not (user_file.is_file() and ws_file.samefile(user_file)):
@@ -115,7 +108,7 @@ def load_settings(
     merged: dict[str, Any] = {}
     chooser: dict[tuple[str, str], str] = {}  # (section, guarded field) -> the kind of layer that chose its value
     for kind, origin, layer in layers:
-        for section, names in _GUARDED.items():
+        for section, names in GUARDED.items():
             values = layer.get(section)
             for name in names if isinstance(values, dict) else ():
                 # a workspace's file chooses only what it changes (expertkit init writes the defaults out)
@@ -128,7 +121,7 @@ def load_settings(
         except ValidationError as exc:
             raise ConfigError(_format_error(exc, origin)) from None
     settings = Settings.model_validate(merged)
-    for section in _GUARDED:
+    for section in GUARDED:
         values = getattr(settings, section)
         chosen = {
             name: getattr(values, name)
@@ -138,10 +131,6 @@ def load_settings(
         if chosen:
             values._secrets = SecretPolicy(str(ws_file), chosen, allow, str(user_file), binaries)
     return settings
-
-
-# the fields that send a secret somewhere or name a program to run: a workspace's file may not choose them alone
-_GUARDED = {"generate": ("base_url", "api_key_env", "server_binary"), "index": ("dsn",)}
 
 
 def _value_below(merged: dict[str, Any], section: str, name: str) -> str:
@@ -166,39 +155,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _parse_secrets(section: Any, path: Path) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
-    """``[secrets] allow = ["VARIABLE scheme://host[:port]", ...]`` as (variable, origin) pairs (an API key
-    variable and an http(s) server, or PGPASSWORD and a postgresql:// one), and ``allow_binaries =
-    ["/absolute/path", ...]`` as resolved paths."""
-    example = '[secrets] allow = ["OPENAI_API_KEY https://api.openai.com"]'
-    binaries_example = '[secrets] allow_binaries = ["/opt/llama/bin/llama-server"]'
-    entries = section.get("allow", []) if isinstance(section, dict) else None
-    binaries = section.get("allow_binaries", []) if isinstance(section, dict) else None
-    if not isinstance(entries, list) or not isinstance(binaries, list) or set(section) - {"allow", "allow_binaries"}:
-        raise ConfigError(
-            f"{path}: [{SECRETS}] holds two lists, of variable and server, and of programs: {example}, "
-            f"{binaries_example}"
-        )
-    pairs = set()
-    for entry in entries:
-        parts = entry.split() if isinstance(entry, str) else []
-        pg = len(parts) == 2 and parts[0] == PG_PASSWORD
-        origin = _origin(parts[1], _PG_SCHEMES if pg else _HTTP_SCHEMES) if len(parts) == 2 else None
-        if origin is None or not (pg or re.fullmatch(API_KEY_VARIABLE, parts[0])):
-            raise ConfigError(
-                f"{path}: secrets.allow entry {entry!r}: expected a variable and a server, {example} "
-                f'(or "{PG_PASSWORD} postgresql://host:port")'
-            )
-        pairs.add((parts[0], origin))
-    allowed = set()
-    for binary in binaries:
-        if not isinstance(binary, str) or not Path(binary).expanduser().is_absolute():
-            raise ConfigError(f"{path}: secrets.allow_binaries entry {binary!r}: expected an absolute path, "
-                              f"{binaries_example}")  # fmt: skip
-        allowed.add(str(Path(binary).expanduser().resolve()))
-    return frozenset(pairs), frozenset(allowed)
 
 
 def default_toml() -> str:

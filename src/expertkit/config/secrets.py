@@ -7,16 +7,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from expertkit.config.settings import GenerateSettings, IndexSettings
+from expertkit.config.settings import API_KEY_VARIABLE, GenerateSettings, IndexSettings
 from expertkit.errors import ConfigError
 
 SECRETS = "secrets"  # the user file's allow-list section; never a workspace's
-# the fields that send a secret (base_url, api_key_env) a workspace's file may choose only as the user allows
+# the fields that send a secret somewhere or name a program to run: a workspace's file may not choose them alone
+GUARDED = {"generate": ("base_url", "api_key_env", "server_binary"), "index": ("dsn",)}
+# those that send an API key (base_url, api_key_env): a workspace's file may choose them only as the user allows
 KEY_FIELDS = ("base_url", "api_key_env")
 PG_PASSWORD = "PGPASSWORD"  # libpq sends it to whatever server a connection string names
 _HTTP_SCHEMES = {"http": 80, "https": 443}  # scheme -> its default port
@@ -153,3 +156,36 @@ def _pg_servers(params: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
         host = f"[{addr}]" if ":" in addr else addr
         out.append(_origin(f"postgresql://{host}:{port}", _PG_SCHEMES) or f"postgresql://{host}:{port}")
     return out
+
+
+def parse_secrets(section: Any, path: Path) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """``[secrets] allow = ["VARIABLE scheme://host[:port]", ...]`` as (variable, origin) pairs (an API key
+    variable and an http(s) server, or PGPASSWORD and a postgresql:// one), and ``allow_binaries =
+    ["/absolute/path", ...]`` as resolved paths."""
+    example = '[secrets] allow = ["OPENAI_API_KEY https://api.openai.com"]'
+    binaries_example = '[secrets] allow_binaries = ["/opt/llama/bin/llama-server"]'
+    entries = section.get("allow", []) if isinstance(section, dict) else None
+    binaries = section.get("allow_binaries", []) if isinstance(section, dict) else None
+    if not isinstance(entries, list) or not isinstance(binaries, list) or set(section) - {"allow", "allow_binaries"}:
+        raise ConfigError(
+            f"{path}: [{SECRETS}] holds two lists, of variable and server, and of programs: {example}, "
+            f"{binaries_example}"
+        )
+    pairs = set()
+    for entry in entries:
+        parts = entry.split() if isinstance(entry, str) else []
+        pg = len(parts) == 2 and parts[0] == PG_PASSWORD
+        origin = _origin(parts[1], _PG_SCHEMES if pg else _HTTP_SCHEMES) if len(parts) == 2 else None
+        if origin is None or not (pg or re.fullmatch(API_KEY_VARIABLE, parts[0])):
+            raise ConfigError(
+                f"{path}: secrets.allow entry {entry!r}: expected a variable and a server, {example} "
+                f'(or "{PG_PASSWORD} postgresql://host:port")'
+            )
+        pairs.add((parts[0], origin))
+    allowed = set()
+    for binary in binaries:
+        if not isinstance(binary, str) or not Path(binary).expanduser().is_absolute():
+            raise ConfigError(f"{path}: secrets.allow_binaries entry {binary!r}: expected an absolute path, "
+                              f"{binaries_example}")  # fmt: skip
+        allowed.add(str(Path(binary).expanduser().resolve()))
+    return frozenset(pairs), frozenset(allowed)
