@@ -135,16 +135,18 @@ def _claims(text: str, n_passages: int, invalid: list[int], question: str = "") 
         numbers = [n for g in CITATION.findall(sentence) for n in parse_citation(g)]
         valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= n_passages]
         invalid.extend(n for n in numbers if not 1 <= n <= n_passages)
-        bare = CITATION.sub("", sentence).strip(" .,;:")
-        pointer = not numbers_in(bare) and not (content_words(bare) - _POINTER_WORDS)
-        echo = _echoes(CITATION.sub("", sentence).strip(" .,:"), question)  # its ";" kept: a Greek question
-        if not content_words(bare) or echo or (pointer and not is_not_found(bare)):
+        unmarked = CITATION.sub("", sentence)
+        bare = unmarked.strip(" .,;:")
+        words = content_words(bare)
+        pointer = not numbers_in(bare) and not (words - _POINTER_WORDS)
+        echo = _echoes(unmarked.strip(" .,:"), question)  # its ";" kept: a Greek question
+        if not words or echo or (pointer and not is_not_found(bare)):
             if claims:
                 claims[-1][1].extend(n for n in valid if n not in claims[-1][1])
             else:
                 pending.extend(valid)
             continue
-        claims.append((tidy(CITATION.sub("", sentence)), list(dict.fromkeys(pending + valid))))
+        claims.append((tidy(unmarked), list(dict.fromkeys(pending + valid))))
         pending = []
     if pending:  # only citation numbers, no words: the quote fallback looks in those passages first
         claims.append(("", pending))
@@ -272,31 +274,30 @@ class _Support:
         self.sims = self.c_vecs @ self.p_vecs.T if claims else np.zeros((0, len(self.flat)))
         self.passage_words = [content_words(h.chunk.embed_text()) for h in passages]
         # the header counts: "on page 3" is supported by a passage from page 3
-        texts = [self.passage_text(n) for n in range(1, len(passages) + 1)]
-        self.passage_numbers = [numbers_in(text) for text in texts]
+        self.passage_texts = [f"{passage_header(n, h)} {h.chunk.embed_text()}" for n, h in enumerate(passages, 1)]
+        self.passage_numbers = [numbers_in(text) for text in self.passage_texts]
         self.passage_negated = [bool(_negations(h.chunk.text)) for h in passages]
-        self.passage_quantities = [[q for _, q in quantities(text)] for text in texts]
-        self.claim_quantities = [quantities(claim) for claim in claims]  # score() asks once per passage
+        self.passage_quantities = [[q for _, q in quantities(text)] for text in self.passage_texts]
+        # what score() asks of each claim, once, not once per passage
+        self.claim_quantities = [quantities(claim) for claim in claims]
+        self.claim_numbers = [numbers_in(_PASSAGE_REF.sub("", claim)) for claim in claims]
+        self.claim_negated = [bool(_negations(claim)) for claim in claims]
+        self.claim_words = [content_words(claim) for claim in claims]
         self._cache: dict[tuple[int, int], float] = {}
-
-    def passage_text(self, n: int) -> str:
-        return f"{passage_header(n, self.passages[n - 1])} {self.passages[n - 1].chunk.embed_text()}"
 
     def _cols(self, n: int) -> list[int]:
         return [j for j, (m, _) in enumerate(self.flat) if m == n]
 
     def score(self, i: int, n: int) -> float:
         if (i, n) not in self._cache:
-            claim = self.claims[i]
-            negated = bool(_negations(claim))
-            if not numbers_in(_PASSAGE_REF.sub("", claim)) <= self.passage_numbers[n - 1]:
+            if not self.claim_numbers[i] <= self.passage_numbers[n - 1]:
                 value = 0.0
-            elif negated and not self.passage_negated[n - 1]:
+            elif self.claim_negated[i] and not self.passage_negated[n - 1]:
                 value = 0.0  # "X is not covered" is not what "X is covered" says
             elif _unit_clash(self.claim_quantities[i], self.passage_quantities[n - 1]):
                 value = 0.0  # "24 years" is not what "24 months" says
             else:
-                lexical = _overlap(content_words(claim), self.passage_words[n - 1]) * self.lexical_scale
+                lexical = _overlap(self.claim_words[i], self.passage_words[n - 1]) * self.lexical_scale
                 value = max([lexical, *(float(self.sims[i, j]) for j in self._cols(n))])
             self._cache[(i, n)] = value
         return self._cache[(i, n)]
@@ -307,7 +308,7 @@ class _Support:
 
     def quote(self, i: int, n: int) -> str:
         """The passage sentence closest to answer sentence ``i``."""
-        words = content_words(self.claims[i])
+        words = self.claim_words[i]
         best = max(
             self._cols(n),
             key=lambda j: float(self.sims[i, j]) + len(words & content_words(self.flat[j][1])) / max(len(words), 1),
@@ -320,7 +321,7 @@ class _Support:
         say "seal kit") and identifiers (NP-4472) double. Only passages that contain every identifier
         the question names are candidates; a passage the model pointed at gets a nudge."""
         needed = _identifiers(self.question)
-        holding = {n for n in range(1, len(self.passages) + 1) if needed <= content_words(self.passage_text(n))}
+        holding = {n for n, text in enumerate(self.passage_texts, 1) if needed <= content_words(text)}
         pool = [j for j, (n, _) in enumerate(self.flat) if n in holding]
         if not pool:
             return 0, None
