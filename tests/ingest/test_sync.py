@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from expertkit.index.base import content_hash
 from expertkit.index.sqlite import SQLiteIndex
-from expertkit.ingest.sync import Ingestor, content_hash, source_key
+from expertkit.ingest.sync import Ingestor, source_key
 from tests.conftest import EXAMPLES, ROOT
 
 
