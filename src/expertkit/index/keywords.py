@@ -22,7 +22,8 @@ from functools import lru_cache
 # Greek and Coptic, and Greek Extended (polytonic): letters only, so "ΑΨ-220" folds "ΑΨ" and keeps "-220"
 _GREEK_WORD = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]+")
 _TRAILING_VOWELS = re.compile(r"[αεηιουω]+$")
-KEYWORDS_VERSION = "1"  # stored in an index; an older index's Greek rows are re-folded on open (index/sqlite/schema.py, index/pgvector/schema.py)
+# stored in an index; an older index's Greek rows are re-folded on open (index/sqlite/schema.py, pgvector/schema.py)
+KEYWORDS_VERSION = "1"
 
 # common Greek function words (folded), dropped from queries as the English stop words are
 _GREEK_STOP = (
